@@ -1,0 +1,1 @@
+"""Benchmarks behind `caruso bench <name>`: each module returns JSON-able figures."""

@@ -1,0 +1,1 @@
+"""The web front: REST API, live monitor, agent desktop and reports (aiohttp)."""
