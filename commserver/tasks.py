@@ -46,7 +46,9 @@ class TaskSet:
     async def cancel_all(self) -> None:
         """Cancel what is left and wait until it has unwound."""
         tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            # A cancellation can be lost in Python 3.11 (wait_for racing a finished inner
+            # future, in our code or a library's): cancel again until everything has unwound.
+            _, tasks = await asyncio.wait(tasks, timeout=1.0)

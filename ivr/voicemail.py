@@ -276,10 +276,13 @@ class VoicemailService:
 
     async def aclose(self) -> None:
         """Stop the workers; pending e-mails stay scheduled in storage for the next start."""
-        tasks = builtins.list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        tasks = set(self._tasks)
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            # Python 3.11's wait_for (inside aiosmtplib) can lose a cancellation that races a
+            # finishing connect; cancel again until every worker has unwound.
+            _, tasks = await asyncio.wait(tasks, timeout=1.0)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)

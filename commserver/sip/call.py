@@ -317,7 +317,7 @@ class SipCall:
             return negotiate(SessionDescription.parse(body), self._endpoint.config.codecs)
         except (MalformedSdp, NoCommonCodec) as exc:
             log.warning("call %s: unusable SDP in ACK (%s); hanging up", self.id, exc)
-            self._endpoint.tasks.spawn(self.hangup(), f"hangup-{self.id}")
+            self._endpoint.tasks.spawn(self.hangup(), name=f"hangup-{self.id}")
             return None
 
     def _on_unacknowledged(self, invite: InviteServerTransaction) -> None:
@@ -413,7 +413,7 @@ class SipCall:
             return  # nothing to tell the phone (the usual case for a fresh bridge)
         if idle:
             self._direction_task = self._endpoint.tasks.spawn(
-                self._sync_direction(), f"direction-{self.id}"
+                self._sync_direction(), name=f"direction-{self.id}"
             )
 
     def _expected_flow(self, wanted: Direction) -> Direction:

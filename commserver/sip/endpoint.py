@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 
+from commserver.tasks import TaskSet
+
 from .auth import AuthOutcome, CredentialLookup, DigestAuthenticator, FailureThrottle
 from .call import CallDirection, CallState, SipCall
 from .dialog import Dialog
@@ -50,7 +52,6 @@ from .message import (
 from .refer import Transfer, TransferState, parse_refer_to
 from .rtp import RtpPortRange, RtpRelay, RtpSession
 from .sdp import Codec, Direction, MediaOffer, SessionDescription, build_sdp, negotiate
-from .tasks import TaskTracker
 from .transaction import (
     ClientTransaction,
     InviteServerTransaction,
@@ -187,9 +188,9 @@ class SipEndpoint:
             max_expires=config.register_max_expires,
         )
         self.allow = ALLOW
-        self.tasks = TaskTracker("sip")
+        self.tasks = TaskSet("sip")
         # Whole-call recordings finish writing their WAV after the call; a drain waits for them.
-        self.recordings = TaskTracker("sip-recordings")
+        self.recordings = TaskSet("sip-recordings")
         self._calls: dict[str, SipCall] = {}
         self._dialogs: dict[tuple[str, str, str], SipCall] = {}
         self._by_invite: dict[int, SipCall] = {}
@@ -315,8 +316,8 @@ class SipEndpoint:
         for call in list(self._calls.values()):
             call._end(EndReason.SHUTDOWN)
         await self.recordings.drain(timeout)
-        await self.recordings.close()
-        await self.tasks.close()
+        await self.recordings.cancel_all()
+        await self.tasks.cancel_all()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -449,7 +450,7 @@ class SipEndpoint:
         self._safely(lambda: self.handler.hold_changed(call, event))
 
     def _track_recording(self, coro: Coroutine[Any, Any, float], name: str) -> asyncio.Task[float]:
-        task: asyncio.Task[float] = self.recordings.spawn(coro, name)
+        task: asyncio.Task[float] = self.recordings.spawn(coro, name=name)
         return task
 
     # -- bookkeeping ------------------------------------------------------------------------------
@@ -665,7 +666,9 @@ class SipEndpoint:
                     488, to_tag=new_tag(), headers=[("Warning", '305 caruso "PCMU/PCMA only"')]
                 )
                 return
-        self.tasks.spawn(self._offer_call(tx, offer, authenticated), f"invite-{request.call_id}")
+        self.tasks.spawn(
+            self._offer_call(tx, offer, authenticated), name=f"invite-{request.call_id}"
+        )
 
     async def _offer_call(
         self, tx: InviteServerTransaction, offer: MediaOffer | None, authenticated: str | None
