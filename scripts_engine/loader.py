@@ -53,6 +53,7 @@ from scripts_engine.script import (
 )
 from scripts_engine.validation import validate
 from scripts_engine.values import matches_pattern, parse_initial
+from storage.loader import hardened_parser
 
 #: Largest script file accepted (a 500-step script is about 150 KiB).
 MAX_BYTES = 1024 * 1024
@@ -74,17 +75,6 @@ _DTMF_KEYS = "1234567890*#"
 def _dtd() -> etree.DTD:
     # Our DTD from the package: the DOCTYPE a file names is never fetched or trusted.
     return etree.DTD(str(DTD_PATH))
-
-
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_blank_text=False,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +113,7 @@ def check_script_bytes(data: bytes, name: str, *, today: date | None = None) -> 
     if problems:
         return ScriptCheck(name, None, tuple(problems))
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, hardened_parser(keep_comments=True))
     except etree.XMLSyntaxError as exc:
         return ScriptCheck(name, None, (_syntax_problem(exc, name),))
     problems = _check_tree(root, name)

@@ -50,16 +50,19 @@ def _business_objects_dtd() -> etree.DTD:
     return etree.DTD(io.BytesIO(DTD_PATH.read_bytes()))
 
 
-def _hardened_parser() -> etree.XMLParser:
-    """A parser that expands no entity, loads no DTD, touches no network, caps tree size."""
+def hardened_parser(*, keep_comments: bool = False) -> etree.XMLParser:
+    """A parser that expands no entity, loads no DTD, touches no network, caps tree size.
+
+    Every XML file Caruso reads (business-object models, dialog scripts) goes through it.
+    """
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
         huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
+        remove_comments=not keep_comments,
+        remove_pis=not keep_comments,
     )
 
 
@@ -96,7 +99,7 @@ def parse_model(data: bytes | str, *, source: str = "<model>") -> BusinessObject
             line=1,
         )
     try:
-        tree = etree.parse(io.BytesIO(raw), _hardened_parser())
+        tree = etree.parse(io.BytesIO(raw), hardened_parser())
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else 1
         raise ModelError(f"not well-formed XML: {exc.msg}", file=source, line=line) from exc
