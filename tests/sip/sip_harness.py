@@ -50,6 +50,20 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def udp_port_bound(port: int, *, within: float = 15.0) -> None:
+    """Return once something (a SIPp peer starting up) has bound UDP `port` on 127.0.0.1."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return  # taken: the peer is listening
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"nothing bound UDP port {port} within {within:g} s")
+        await asyncio.sleep(0.02)
+
+
 @dataclass
 class SippResult:
     """What a SIPp run produced."""

@@ -15,6 +15,7 @@ from tests.sip.sip_harness import (
     UdpPeer,
     free_udp_port,
     run_sipp,
+    udp_port_bound,
 )
 
 
@@ -182,7 +183,7 @@ async def test_outbound_call_not_answered_is_cancelled(
         )
     )
     try:
-        await asyncio.sleep(0.3)  # let SIPp bind
+        await udp_port_bound(phone_port)
         from commserver.sip.message import SipUri
 
         target = SipUri(host="127.0.0.1", user="2001", port=phone_port)

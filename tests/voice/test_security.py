@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from commserver.contacts import CallRecord
-from tests.sip.sip_harness import SCENARIOS, UdpPeer, free_udp_port, run_sipp
+from tests.sip.sip_harness import SCENARIOS, UdpPeer, free_udp_port, run_sipp, udp_port_bound
 from tests.voice.conftest import ServerFactory, sip_backend, target
 
 OUTSIDE = "00441632960123"
@@ -62,7 +62,7 @@ async def test_an_agent_phone_with_the_right_password_reaches_the_trunk(
     try:
         sip = {"trunk": f"127.0.0.1:{trunk_port}"}
         async with make_voice_server(telephony={"sip": sip}) as server:
-            await asyncio.sleep(0.3)  # let the trunk's SIPp bind its port
+            await udp_port_bound(trunk_port)
             result = await run_sipp(
                 "-sf", str(SCENARIOS / "uac_outside_call.xml"), "-s", OUTSIDE,
                 "-au", "2001", "-ap", "pw2001", "-key", "from_user", "2001", "-m", "1",

@@ -40,6 +40,7 @@ from tests.sip.sip_harness import (
     in_dialog,
     invite,
     run_sipp,
+    udp_port_bound,
 )
 
 USERS = {"2001": "pw2001", "2002": "pw2002"}
@@ -357,7 +358,7 @@ async def test_a_remote_agent_is_rung_at_their_number_through_the_trunk_and_brid
     backend, recorder = await open_backend(trunk=Trunk("127.0.0.1", trunk_port))
     trunk = sipp_phone(sipp_cwd, "uas_answer.xml", trunk_port)
     try:
-        await asyncio.sleep(0.3)  # let SIPp bind
+        await udp_port_bound(trunk_port)
         call_id = await answered_call(backend, recorder, caller, rtp)
         agent = AgentEndpoint("r1", extension="2009", external_number="+4930123")
         outcome, leg = await backend.ring_agent(call_id, agent, timeout=5)

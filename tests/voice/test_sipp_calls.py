@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from commserver.agents import AgentState, AgentStateChanged
 from commserver.contacts import CallRecord, ContactState
 from commserver.contacts.events import CallRecordStored, ContactStateChanged
@@ -64,6 +66,11 @@ def caller_scenario(sipp_cwd: Path, digit: str) -> Path:
     text = (SCENARIOS / "caller_ivr.xml").read_text()
     scenario.write_text(text.replace("dtmf_2833_1.pcap", f"dtmf_2833_{digit}.pcap"))
     return scenario
+
+
+async def _connected(states: Subscription[ContactStateChanged]) -> None:
+    while (await states.get()).new is not ContactState.CONNECTED:
+        pass
 
 
 async def call_ivr(
@@ -311,9 +318,11 @@ async def test_a_baresip_agent_registered_over_tcp_takes_the_call_on_its_connect
             [binding] = backend.endpoint.registrar.lookup("2001")
             assert binding.source in tcp.connections
             caller = asyncio.ensure_future(call_ivr(target(server), sipp_cwd, talk_ms=3000))
-            async with asyncio.timeout(20):
-                while (await states.get()).new is not ContactState.CONNECTED:
-                    pass
+            connected = asyncio.ensure_future(_connected(states))
+            await asyncio.wait({caller, connected}, timeout=40, return_when="FIRST_COMPLETED")
+            if not connected.done():  # the caller gave up first, or the machine is very slow
+                connected.cancel()
+                pytest.fail(f"the call never connected; caller: {await caller}")
             [agent_leg] = [
                 c
                 for c in backend.endpoint.calls.values()
