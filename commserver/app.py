@@ -255,6 +255,7 @@ async def build_server(
             phone_scripts=_phone_scripts(config, scripts, backend),
             voicemail=voicemail,
             voicemail_max_seconds=config.voicemail.max_seconds,
+            outbound_number_pattern=config.telephony.outbound_number_pattern,
         )
         voicemail.route_callbacks_through(calls)
         services.register(STORAGE, storage, version="1")

@@ -19,13 +19,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from acd import (
     AcdConfig,
     AcdError,
     ActionKind,
     AgentState,
+    AgentView,
     Assign,
     AutoPause,
     CancelOffer,
@@ -43,22 +44,45 @@ from acd import (
 from commserver.agents import Agent, AgentStateChanged
 from commserver.clock import utcnow
 from commserver.config import AgentSettings
-from commserver.contacts import CallRecord, Channel, Contact, ContactState, Outcome
+from commserver.contacts import CallRecord, Channel, Contact, ContactState, Direction, Outcome
 from commserver.contacts.events import CallRecordStored, ContactStateChanged
-from commserver.errors import InvalidTransition, NoSuchAgent, NoSuchContact
+from commserver.dialling import (
+    AGENT_RING_SECONDS,
+    CUSTOMER_RING_SECONDS,
+    DEFAULT_NUMBER_PATTERN,
+    OUTBOUND_PAUSE,
+    NumberPolicy,
+    OutboundCall,
+    OutboundPhase,
+    mask,
+)
+from commserver.errors import (
+    AgentNotOnCall,
+    InvalidTransition,
+    NoSuchAgent,
+    NoSuchContact,
+    NoSupervisorPhone,
+    NotSupportedByBackend,
+    UnknownExtension,
+)
 from commserver.events import EventBus
+from commserver.supervision import SpySession, SpySessions, phone_of
 from commserver.tasks import TaskSet
 from commserver.telephony.base import (
+    AgentEndpoint,
+    BackendCapability,
     CallAdopted,
     CallEnded,
     CallOffered,
     CallTransferred,
+    DialOutBackend,
     EndpointRegistration,
     EndpointState,
     EndpointStateChanged,
     HangupCause,
     Prompt,
     RingOutcome,
+    SpyMode,
     TelephonyBackend,
     TelephonyError,
     TelephonyEvent,
@@ -163,6 +187,7 @@ class CallController:
         closed_prompt: str = "",
         now: Callable[[], datetime] = utcnow,
         clock: Callable[[], float] | None = None,
+        outbound_number_pattern: str = DEFAULT_NUMBER_PATTERN,
     ) -> None:
         self.backend = backend
         self.bus = bus
@@ -191,10 +216,18 @@ class CallController:
         self._by_extension = {
             a.endpoint.extension: a.id for a in self.agents.values() if a.endpoint.extension
         }
+        # Agents' phones as configured; an agent may choose another one at login.
+        self._configured_phones = {a.id: a.endpoint for a in self.agents.values()}
+        self._registered: set[str] = set()
+        self.numbers = NumberPolicy(outbound_number_pattern)
+        # Agents' click-to-dial calls (at most one each), through their wrap-up.
+        self._outbound: dict[str, OutboundCall] = {}
         self.accepting = True
         self._calls: dict[str, LiveCall] = {}
         self._by_contact: dict[str, LiveCall] = {}
         self._agent_legs: dict[str, LiveCall] = {}
+        # Supervisors listening, whispering or barging: see `spy_on_agent`.
+        self.supervision = SpySessions(backend, bus, now=now)
         self._contact_ids = itertools.count(1)
         # Contact ids must not repeat across restarts: an adopted call gets a new contact.
         self._run = secrets.token_hex(3)
@@ -277,6 +310,9 @@ class CallController:
     async def close(self) -> None:
         """Cancel whatever is still running (after a drain that ran out of time)."""
         self.accepting = False
+        for out in self._outbound.values():
+            if out.wrap_up_timer is not None:
+                out.wrap_up_timer.cancel()
         await self._tasks.cancel_all()
 
     # -- events from the backend -------------------------------------------------------------
@@ -292,8 +328,12 @@ class CallController:
             if live is not None:
                 live.hangup_cause = event.cause
                 live.caller_gone.set()
+                self.supervision.call_over(live.call_id)
             elif (live := self._agent_legs.get(event.call_id)) is not None:
                 live.agent_gone.set()
+                self.supervision.call_over(live.call_id)
+            else:
+                self.supervision.leg_ended(event.call_id)
         elif isinstance(event, CallTransferred):
             if (live := self._calls.get(event.call_id)) is not None:
                 live.transferred_to = event.destination
@@ -348,6 +388,10 @@ class CallController:
         self._tasks.spawn(self._serve_adopted(live, event.agent_id), name=f"call-{event.call_id}")
 
     def _registration(self, event: EndpointRegistration) -> None:
+        if event.registered:
+            self._registered.add(event.extension)
+        else:
+            self._registered.discard(event.extension)
         agent_id = self._by_extension.get(event.extension)
         log.info(
             "extension %s registered=%s (agent %s)", event.extension, event.registered, agent_id
@@ -457,6 +501,7 @@ class CallController:
         self._calls.pop(live.call_id, None)
         if live.agent_leg is not None:
             self._agent_legs.pop(live.agent_leg, None)
+        await self.supervision.call_ended(live.call_id)
         if not contact.is_final and contact.state is not ContactState.WRAP_UP:
             contact.outcome = contact.outcome or Outcome.FAILED
             self._move(contact, ContactState.ENDED)
@@ -836,25 +881,36 @@ class CallController:
         if agent is None:
             return
         view = self.acd.agent(agent_id)
+        if (out := self._outbound.get(agent_id)) is not None:
+            # The ACD holds them paused (no inbound offers); they are busy with their own call.
+            busy = out.phase is OutboundPhase.CALLING
+            agent.contact_id = out.contact_id
+            self._mirror(agent, AgentState.BUSY if busy else AgentState.WRAP_UP, "", view)
+            return
         if agent_id in self._logout_when_free and view.state is AgentState.READY:
             # Their phone went away during the last contact: no more calls for them.
             self._logout_when_free.discard(agent_id)
             for decision in self.acd.logout(agent_id, self.clock()):
                 self._carry_out(decision)
             view = self.acd.agent(agent_id)
-        reason = view.pause_reason or ""
+        agent.contact_id = view.contacts[0] if view.contacts else None
+        self._mirror(agent, view.state, view.pause_reason or "", view)
+
+    def _mirror(self, agent: Agent, state: AgentState, reason: str, view: AgentView) -> None:
+        """Set an agent's shown state; publish it when it changed."""
         agent.skills = dict(view.skills)
         agent.calls_taken = view.answered
-        agent.contact_id = view.contacts[0] if view.contacts else None
-        if view.state is agent.state and reason == agent.pause_reason:
+        if state is agent.state and reason == agent.pause_reason:
             return
         old = agent.state
-        agent.state = view.state
+        agent.state = state
         agent.pause_reason = reason
         now = self.now()
-        agent.state_since = now - timedelta(seconds=max(self.clock() - view.state_since, 0.0))
+        # A state the controller shows over the ACD's (outbound calls) starts now.
+        since = view.state_since if state is view.state else self.clock()
+        agent.state_since = now - timedelta(seconds=max(self.clock() - since, 0.0))
         self.bus.publish(
-            AgentStateChanged(at=now, agent_id=agent_id, old=old, new=view.state, reason=reason)
+            AgentStateChanged(at=now, agent_id=agent.id, old=old, new=state, reason=reason)
         )
 
     # -- state changes, always published -----------------------------------------------------
@@ -886,6 +942,9 @@ class CallController:
         agent = self.agents.get(agent_id)
         if agent is None:
             raise NoSuchAgent(f"no agent {agent_id!r}", agent_id=agent_id)
+        if (out := self._outbound.get(agent_id)) is not None:
+            self._outbound_state_request(out, new, reason)
+            return
         now = self.clock()
         try:
             if new is AgentState.READY:
@@ -913,6 +972,11 @@ class CallController:
 
     def end_wrap_up(self, agent_id: str) -> None:
         """The agent is done wrapping up before the queue's wrap-up time ran out."""
+        if (out := self._outbound.get(agent_id)) is not None:
+            if out.phase is not OutboundPhase.WRAP_UP:
+                raise InvalidTransition(f"agent {agent_id}: not in wrap-up", agent_id=agent_id)
+            self._end_outbound(out)
+            return
         try:
             self._input(self.acd.wrapup_done(agent_id, self.clock()), agent_id)
         except AcdError as exc:
@@ -927,6 +991,340 @@ class CallController:
         except AcdError as exc:
             raise InvalidTransition(str(exc), agent_id=agent_id) from exc
         self._input(decisions, agent_id)
+
+    async def spy_on_agent(
+        self, agent_id: str, mode: SpyMode, *, supervisor: str, phone: AgentEndpoint
+    ) -> SpySession:
+        """Ring a supervisor's phone into the call `agent_id` is talking on (listen, whisper,
+        barge); returns once the supervisor answered. `supervisor` names them in the audit."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise NoSuchAgent(f"no agent {agent_id!r}", agent_id=agent_id)
+        self.supervision.check_supported(mode)
+        if not phone_of(phone):
+            raise NoSupervisorPhone(
+                "no phone to ring for you: give an extension or a number, or ask an admin to"
+                " link your account to an agent with a phone",
+                supervisor=supervisor,
+            )
+        if phone.external_number and not phone.extension:
+            # Rung through the trunk: only numbers the site may call (toll fraud).
+            number = self.numbers.check(phone.external_number, "external_number")
+            phone = AgentEndpoint(phone.agent_id, external_number=number)
+        live = self._talking(agent_id)
+        if phone.agent_id == agent_id:
+            raise InvalidTransition(f"{agent_id} cannot listen to their own call")
+        session = await self.supervision.start(
+            call_id=live.call_id,
+            agent_id=agent_id,
+            contact_id=live.contact.id,
+            supervisor=supervisor,
+            phone=phone,
+            mode=mode,
+        )
+        ended = live.caller_gone.is_set() or live.agent_gone.is_set()
+        if ended or self._calls.get(live.call_id) is not live:
+            await self.supervision.call_ended(live.call_id)  # it ended while the phone rang
+            raise AgentNotOnCall(f"agent {agent_id}'s call has ended", agent_id=agent_id)
+        return session
+
+    def _talking(self, agent_id: str) -> LiveCall:
+        """The call an agent is connected to; `AgentNotOnCall` if none."""
+        live = self._by_contact.get(self.agents[agent_id].contact_id or "")
+        if (
+            live is None
+            or live.agent_leg is None
+            or self._calls.get(live.call_id) is not live
+            or live.contact.state is not ContactState.CONNECTED
+            or live.contact.agent_id != agent_id
+        ):
+            raise AgentNotOnCall(
+                f"agent {agent_id} is not talking on a call", agent_id=agent_id
+            )
+        return live
+
+    async def stop_spy(self, session_id: str, *, by: str) -> SpySession:
+        """Hang up a supervisor's spy leg; the call goes on."""
+        return await self.supervision.stop(session_id, by=by)
+
+    # -- agents' phones and their own calls (click-to-dial) -------------------------------------
+
+    def set_agent_phone(
+        self, agent_id: str, *, extension: str | None = None, external_number: str | None = None
+    ) -> AgentEndpoint:
+        """Where the agent's calls ring from now on: an extension, an external number (through
+        the trunk), or with neither the phone configured for them. Refused during a call.
+
+        Kept in memory: agents' states are not restored after a restart, and neither is this.
+        """
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise NoSuchAgent(f"no agent {agent_id!r}", agent_id=agent_id)
+        if agent.state in (AgentState.RESERVED, AgentState.BUSY):
+            raise InvalidTransition(
+                f"agent {agent_id} is on a call: change the phone after it",
+                agent_id=agent_id,
+                state=agent.state.value,
+            )
+        if extension is not None and external_number is not None:
+            raise InvalidTransition("choose an extension or an external number, not both")
+        if extension is not None:
+            known = {e.extension for e in self._configured_phones.values()} | self._registered
+            if extension not in known:
+                raise UnknownExtension(
+                    f"extension {extension[:32]!r} is neither an agent's nor a registered phone",
+                    field="extension",
+                )
+            for other in self.agents.values():
+                if (
+                    other.id != agent_id
+                    and other.endpoint.extension == extension
+                    and other.state is not AgentState.LOGGED_OUT
+                ):
+                    raise InvalidTransition(
+                        f"extension {extension} is agent {other.id}'s phone now",
+                        agent_id=agent_id,
+                        extension=extension,
+                    )
+            endpoint = AgentEndpoint(agent_id, extension=extension)
+        elif external_number is not None:
+            if BackendCapability.EXTERNAL_PHONES not in self.backend.capabilities:
+                raise NotSupportedByBackend(
+                    f"the {self.backend.name} backend cannot ring external numbers"
+                    " (no trunk / external channel configured)",
+                    backend=self.backend.name,
+                )
+            number = self.numbers.check(external_number, "external_number")
+            endpoint = AgentEndpoint(agent_id, external_number=number)
+        else:
+            endpoint = self._configured_phones[agent_id]
+        agent.endpoint = endpoint
+        self._by_extension = {
+            a.endpoint.extension: a.id for a in self.agents.values() if a.endpoint.extension
+        }
+        where = endpoint.extension or mask(endpoint.external_number or "") or "no phone"
+        log.info("agent %s's calls now ring at %s", agent_id, where)
+        return endpoint
+
+    def configured_phone(self, agent_id: str) -> AgentEndpoint:
+        """The phone the configuration gives an agent (what `set_agent_phone()` goes back to)."""
+        if agent_id not in self._configured_phones:
+            raise NoSuchAgent(f"no agent {agent_id!r}", agent_id=agent_id)
+        return self._configured_phones[agent_id]
+
+    def dial(self, agent_id: str, number: str) -> Contact:
+        """Click-to-dial: ring the agent's phone, then call `number` and connect the two.
+
+        Returns the outbound contact at once; the call runs in its own task. The agent must be
+        ready or paused and is busy (no inbound offers) until the call and its wrap-up end.
+        """
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise NoSuchAgent(f"no agent {agent_id!r}", agent_id=agent_id)
+        if BackendCapability.DIAL_OUT not in self.backend.capabilities:
+            raise NotSupportedByBackend(
+                f"the {self.backend.name} backend cannot dial out", backend=self.backend.name
+            )
+        number = self.numbers.check(number)
+        if not self.accepting:
+            raise InvalidTransition("the server is shutting down: no new calls")
+        if agent_id in self._outbound:
+            raise InvalidTransition(
+                f"agent {agent_id} already has an outbound call", agent_id=agent_id
+            )
+        if agent.state not in (AgentState.READY, AgentState.PAUSED):
+            raise InvalidTransition(
+                f"agent {agent_id} is {agent.state.value}: dial when ready or paused",
+                agent_id=agent_id,
+                state=agent.state.value,
+            )
+        if not (agent.endpoint.extension or agent.endpoint.external_number):
+            raise InvalidTransition(f"agent {agent_id} has no phone to ring", agent_id=agent_id)
+        resume = agent.pause_reason if agent.state is AgentState.PAUSED else None
+        try:
+            decisions = self.acd.pause(agent_id, self.clock(), OUTBOUND_PAUSE)
+        except AcdError as exc:
+            raise InvalidTransition(str(exc), agent_id=agent_id) from exc
+        contact = Contact(
+            id=f"c{self._run}-{next(self._contact_ids)}-outbound",
+            channel=Channel.VOICE,
+            arrived_at=self.now(),
+            caller=number,
+            dialed=number,
+            agent_id=agent_id,
+            direction=Direction.OUTBOUND,
+        )
+        live = LiveCall(f"outbound-{contact.id}", contact)
+        out = OutboundCall(agent_id, number, contact.id, resume)
+        self._outbound[agent_id] = out
+        self._by_contact[contact.id] = live
+        self._input(decisions, agent_id)
+        self._publish_contact(contact, contact.state)
+        log.info("agent %s dials %s (contact %s)", agent_id, mask(number), contact.id)
+        self._tasks.spawn(self._serve_outbound(out, live), name=f"outbound-{contact.id}")
+        return contact
+
+    def hang_up_outbound(self, agent_id: str) -> None:
+        """The agent ends their outbound call from the desktop (ringing or connected)."""
+        out = self._outbound.get(agent_id)
+        live = self._by_contact.get(out.contact_id) if out is not None else None
+        if out is None or live is None or out.phase is not OutboundPhase.CALLING:
+            raise InvalidTransition(
+                f"agent {agent_id} has no outbound call to hang up", agent_id=agent_id
+            )
+        if live.contact.state is ContactState.CONNECTED:
+            live.agent_gone.set()  # as if the agent's phone hung up
+        else:
+            live.caller_gone.set()  # stops ringing whichever phone rings
+
+    async def _serve_outbound(self, out: OutboundCall, live: LiveCall) -> None:
+        contact = live.contact
+        agent = self.agents[out.agent_id]
+        # Checked by `dial`: the backend lists DIAL_OUT.
+        backend = cast(DialOutBackend, self.backend)
+        caller_id = self.ivr_numbers[0] if self.ivr_numbers else agent.endpoint.extension or ""
+        customer_leg: str | None = None
+        try:
+            self._move(contact, ContactState.OFFERED)
+            await self._identify_outbound(contact)
+            outcome, agent_leg = await self._until_gone(
+                live, backend.call_agent(agent.endpoint, out.number, timeout=AGENT_RING_SECONDS)
+            )
+            if outcome is not RingOutcome.ANSWERED or agent_leg is None:
+                log.info("agent %s's phone did not take the outbound call: %s",
+                         out.agent_id, outcome.value)
+                contact.outcome = Outcome.FAILED
+                live.hangup_cause = _HANGUP_CAUSE.get(outcome, HangupCause.FAILED)
+                return
+            live.agent_leg = agent_leg
+            self._agent_legs[agent_leg] = live
+            outcome, customer_leg = await self._until_gone(
+                live,
+                backend.dial_customer(
+                    agent_leg, out.number, caller_id=caller_id, timeout=CUSTOMER_RING_SECONDS
+                ),
+            )
+            if outcome is not RingOutcome.ANSWERED or customer_leg is None:
+                contact.outcome = _DIAL_OUTCOME.get(outcome, Outcome.FAILED)
+                live.hangup_cause = _HANGUP_CAUSE.get(outcome, HangupCause.FAILED)
+                return
+            live.call_id = customer_leg
+            self._calls[customer_leg] = live
+            await self.backend.bridge(customer_leg, agent_leg)
+            contact.outcome = Outcome.ANSWERED
+            self._move(contact, ContactState.CONNECTED)
+            await _first_of(live.caller_gone, live.agent_gone)
+            if not live.caller_gone.is_set():
+                live.hangup_cause = HangupCause.AGENT_HANGUP
+        except CallerGone:
+            contact.outcome = contact.outcome or Outcome.NO_ANSWER
+            live.hangup_cause = HangupCause.AGENT_HANGUP
+        except TelephonyError as exc:
+            log.warning("outbound call %s failed: %s", contact.id, exc)
+            contact.outcome = contact.outcome or Outcome.FAILED
+            live.hangup_cause = HangupCause.FAILED
+        finally:
+            await self._end_outbound_call(out, live, customer_leg)
+
+    async def _identify_outbound(self, contact: Contact) -> None:
+        """The customer behind the dialled number, for the record (the screen pop looks too)."""
+        if self.identification is None:
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                identity = await self.identification.by_phone(contact.caller)
+        except Exception as exc:  # a legacy directory failing must not stop the call
+            log.warning("outbound %s: customer lookup failed: %s", contact.id, exc)
+            return
+        if identity is not None:
+            contact.customer_id = identity.customer_id
+
+    async def _end_outbound_call(
+        self, out: OutboundCall, live: LiveCall, customer_leg: str | None
+    ) -> None:
+        """Hang up what is left, record the contact; wrap-up if the customer was reached."""
+        contact = live.contact
+        # Forgotten first: the ends of the legs we hang up now change nothing.
+        self._calls.pop(live.call_id, None)
+        if live.agent_leg is not None:
+            self._agent_legs.pop(live.agent_leg, None)
+        await self.supervision.call_ended(live.call_id)
+        for leg in (customer_leg, live.agent_leg):
+            if leg is not None:
+                try:
+                    await self.backend.hangup(leg, HangupCause.NORMAL)
+                except TelephonyError as exc:
+                    log.warning("hanging up outbound leg %s failed: %s", leg, exc)
+        if contact.state is ContactState.CONNECTED:
+            self._move(contact, ContactState.WRAP_UP)
+            out.phase = OutboundPhase.WRAP_UP
+            self._refresh_agent(out.agent_id)
+            wrap_up = self._outbound_wrap_up(out.agent_id)
+            if wrap_up > 0:
+                out.wrap_up_timer = asyncio.get_running_loop().call_later(
+                    wrap_up, self._end_outbound, out
+                )
+            else:
+                self._end_outbound(out)
+        else:
+            if not contact.is_final:
+                contact.outcome = contact.outcome or Outcome.FAILED
+                self._move(contact, ContactState.ENDED)
+            self._end_outbound(out)
+        log.info("outbound contact %s: %s", contact.id, contact.outcome and contact.outcome.value)
+        await self._store(live)
+        if contact.state is not ContactState.WRAP_UP:
+            self._by_contact.pop(contact.id, None)
+
+    def _outbound_wrap_up(self, agent_id: str) -> float:
+        """Wrap-up after an outbound call: the longest of the queues the agent serves."""
+        agent = self.agents[agent_id]
+        return max(
+            (q.wrap_up for q in self.queues.values() if agent.has_skills(dict(q.skills))),
+            default=0.0,
+        )
+
+    def _end_outbound(self, out: OutboundCall) -> None:
+        """The outbound call and its wrap-up are over: the agent goes back to where they were."""
+        if self._outbound.get(out.agent_id) is not out:
+            return
+        if out.wrap_up_timer is not None:
+            out.wrap_up_timer.cancel()
+        del self._outbound[out.agent_id]
+        live = self._by_contact.get(out.contact_id)
+        if live is not None and live.contact.state is ContactState.WRAP_UP:
+            self._move(live.contact, ContactState.ENDED)
+            self._by_contact.pop(out.contact_id, None)
+        agent_id, now = out.agent_id, self.clock()
+        try:
+            if out.log_out_after:
+                decisions = self.acd.logout(agent_id, now)
+            elif out.resume_paused:
+                decisions = self.acd.pause(agent_id, now, out.resume_paused)
+            else:
+                decisions = self.acd.ready(agent_id, now)
+        except AcdError as exc:
+            log.warning("agent %s after an outbound call: %s", agent_id, exc)
+            decisions = []
+        self._input(decisions, agent_id)
+
+    def _outbound_state_request(self, out: OutboundCall, new: AgentState, reason: str) -> None:
+        """Ready / pause / logout during an outbound call: applies after it (logout: refused)."""
+        if new not in (AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT):
+            raise InvalidTransition(
+                f"agent {out.agent_id}: {new.value} is set by calls, not by a command",
+                agent_id=out.agent_id,
+                new=new.value,
+            )
+        if out.phase is OutboundPhase.CALLING and new is AgentState.LOGGED_OUT:
+            raise InvalidTransition(
+                f"agent {out.agent_id} is on an outbound call; hang up first",
+                agent_id=out.agent_id,
+            )
+        out.resume_paused = (reason or "paused") if new is AgentState.PAUSED else None
+        out.log_out_after = new is AgentState.LOGGED_OUT
+        if out.phase is OutboundPhase.WRAP_UP:
+            self._end_outbound(out)
 
     def contact(self, contact_id: str) -> Contact:
         """A live contact by id."""
@@ -1058,6 +1456,19 @@ class CallController:
     def live_contacts(self) -> list[Contact]:
         """Contacts not yet ended, oldest first."""
         return sorted((c.contact for c in self._by_contact.values()), key=lambda c: c.arrived_at)
+
+
+#: An outbound call's record: what the customer's phone did.
+_DIAL_OUTCOME = {
+    RingOutcome.NO_ANSWER: Outcome.NO_ANSWER,
+    RingOutcome.BUSY: Outcome.BUSY,
+    RingOutcome.CALLER_GONE: Outcome.NO_ANSWER,  # the agent gave up before an answer
+}
+_HANGUP_CAUSE = {
+    RingOutcome.NO_ANSWER: HangupCause.NO_ANSWER,
+    RingOutcome.BUSY: HangupCause.BUSY,
+    RingOutcome.CALLER_GONE: HangupCause.AGENT_HANGUP,
+}
 
 
 def _agents_of(decision: Assign | RingAll | Overflow) -> tuple[str, ...]:

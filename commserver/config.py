@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import tomllib
 import types
 import typing
@@ -115,6 +116,9 @@ class TelephonySettings:
     backend: BackendName = BackendName.SIP
     ring_timeout: float = 15.0
     max_calls: int = 500
+    #: Numbers agents may dial out to or be rung at (external phones): a regular expression
+    #: the whole number must match. Narrow it to the country or prefixes the site calls.
+    outbound_number_pattern: str = r"^\+?[0-9]{3,20}$"
     sim: SimSettings = field(default_factory=SimSettings)
     sip: SipSettings = field(default_factory=SipSettings)
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
@@ -471,6 +475,10 @@ def _check(config: Config) -> Config:
         fail("web.port", f"{config.web.port} is not a TCP port (1-65535, or 0 for any free port)")
     if config.telephony.ring_timeout <= 0:
         fail("telephony.ring_timeout", "must be positive")
+    try:
+        re.compile(config.telephony.outbound_number_pattern)
+    except re.error as exc:
+        fail("telephony.outbound_number_pattern", f"not a regular expression: {exc}")
     if config.server.drain_timeout < 0:
         fail("server.drain_timeout", "must not be negative")
     queue_names = {queue.name for queue in config.queues}

@@ -21,6 +21,13 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "no-such-contact": 404,
     "no-such-agent": 404,
     "call-gone": 410,
+    "invalid-phone-number": 400,
+    "unknown-extension": 400,
+    "not-supported-by-backend": 409,
+    "agent-not-on-call": 409,
+    "no-supervisor-phone": 409,
+    "spy-failed": 409,
+    "no-such-spy-session": 404,
     # service_manager
     "no-such-service": 404,
     "no-such-method": 404,

@@ -33,6 +33,7 @@ from commserver.contacts import ContactStateChanged
 from commserver.contacts.events import CallRecordStored
 from commserver.events import Event, Subscription
 from commserver.keys import EVENT_BUS
+from commserver.supervision import SpyEnded, SpyStarted
 from commserver.tasks import TaskSet
 from monitor.api import to_json
 from monitor.floor import ContactView, Floor
@@ -315,7 +316,8 @@ class LiveFeed:
         bus = self._services.get(EVENT_BUS) if EVENT_BUS in self._services else None
         subscription = (
             bus.subscribe(
-                AgentStateChanged, ContactStateChanged, CallRecordStored, maxsize=BUS_QUEUE
+                AgentStateChanged, ContactStateChanged, CallRecordStored, SpyStarted, SpyEnded,
+                maxsize=BUS_QUEUE,
             )
             if bus is not None
             else None

@@ -18,9 +18,11 @@ from acd import AcdError
 from acd.states import Presence
 from commserver.agents import Agent, AgentState
 from commserver.calls import CallController
-from commserver.contacts import Contact, ContactState
-from commserver.errors import NoSuchContact
+from commserver.contacts import Contact, ContactState, Direction
+from commserver.errors import NoSuchContact, NoSuchSpySession
 from commserver.keys import CALLS
+from commserver.supervision import SpySession
+from commserver.telephony.base import AgentEndpoint, BackendCapability, SpyMode
 from monitor.domain_errors import InvalidRequest, NoSuchAgent
 from monitor.queue_stats import QueueDayStats
 from service_manager import ServiceManager
@@ -33,6 +35,23 @@ SETTABLE_STATES = frozenset({AgentState.READY, AgentState.PAUSED, AgentState.LOG
 MAX_REASON = 60
 MAX_SKILLS = 50
 SKILL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class SpyView:
+    """A supervisor listening to, whispering to or barging into an agent's call."""
+
+    id: str
+    agent_id: str
+    supervisor: str
+    mode: SpyMode
+    started_at: datetime
+
+    @classmethod
+    def of(cls, session: SpySession) -> SpyView:
+        """The view of a running session."""
+        return cls(session.id, session.agent_id, session.supervisor, session.mode,
+                   session.started_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +68,7 @@ class AgentView:
     contact_id: str | None
     contact_caller: str | None
     contact_queue: str | None
+    spies: tuple[SpyView, ...] = ()  # supervisors on the agent's call now
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +87,7 @@ class ContactView:
     agent_id: str | None
     position: int | None = None
     estimated_wait: float | None = None
+    direction: str = "inbound"  # "outbound": an agent's own call (caller = the dialled number)
 
     @classmethod
     def of(
@@ -90,6 +111,7 @@ class ContactView:
             agent_id=contact.agent_id,
             position=position,
             estimated_wait=None if estimated_wait is None else round(estimated_wait, 1),
+            direction=contact.direction.value,
         )
 
 
@@ -198,6 +220,7 @@ class Floor:
             contact_id=agent.contact_id,
             contact_caller=contact.caller if contact else None,
             contact_queue=contact.queue if contact else None,
+            spies=tuple(SpyView.of(s) for s in self._calls.supervision.of_agent(agent.id)),
         )
 
     def agent(self, agent_id: str) -> AgentView:
@@ -218,8 +241,8 @@ class Floor:
         known = set(acd.contact_ids())
         views = []
         for contact in self._calls.live_contacts:
-            if contact.state not in WAITING_STATES:
-                continue
+            if contact.state not in WAITING_STATES or contact.direction is Direction.OUTBOUND:
+                continue  # an agent's own call shows on their row, it waits for nobody
             if contact.id not in known:
                 views.append(ContactView.of(contact))
                 continue
@@ -304,6 +327,71 @@ class Floor:
         agent = self._agent(agent_id)
         if agent.state is AgentState.WRAP_UP:
             self._calls.end_wrap_up(agent_id)
+        return self._agent_view(agent)
+
+    def spy_modes(self) -> list[SpyMode]:
+        """What supervisors can do on agents' calls with the running backend."""
+        return list(self._calls.supervision.modes) if self.available else []
+
+    def spy_phone(self, agent_id: str | None) -> AgentEndpoint | None:
+        """The phone of the agent a supervisor's account is linked to (None: none known)."""
+        agent = self._calls.agents.get(agent_id or "") if self.available else None
+        return agent.endpoint if agent is not None else None
+
+    async def spy(
+        self, agent_id: str, mode: SpyMode, *, supervisor: str, phone: AgentEndpoint
+    ) -> SpyView:
+        """Ring a supervisor's phone into an agent's call; returns once they answered."""
+        self._agent(agent_id)
+        session = await self._calls.spy_on_agent(
+            agent_id, mode, supervisor=supervisor, phone=phone
+        )
+        return SpyView.of(session)
+
+    def spy_sessions(self) -> list[SpyView]:
+        """Every running spy session, oldest first."""
+        return [SpyView.of(s) for s in self._calls.supervision.sessions] if self.available else []
+
+    def spy_session(self, session_id: str) -> SpyView:
+        """A running spy session; `NoSuchSpySession` if it is not running."""
+        if not self.available:
+            raise NoSuchSpySession(f"no spy session {session_id!r}", session_id=session_id)
+        return SpyView.of(self._calls.supervision.get(session_id))
+
+    async def stop_spy(self, session_id: str, *, by: str) -> SpyView:
+        """End a spy session (the call goes on)."""
+        self.spy_session(session_id)
+        return SpyView.of(await self._calls.stop_spy(session_id, by=by))
+
+    # -- the desktop: the agent's phone and their own calls (`monitor/desktop_api.py`) ---------
+
+    def phone(self, agent_id: str) -> tuple[AgentEndpoint, AgentEndpoint]:
+        """Where an agent's calls ring now, and the phone configured for them."""
+        agent = self._agent(agent_id)
+        return agent.endpoint, self._calls.configured_phone(agent_id)
+
+    def set_phone(
+        self, agent_id: str, *, extension: str | None, external_number: str | None
+    ) -> AgentEndpoint:
+        """Choose the agent's phone (neither given: the configured one)."""
+        self._agent(agent_id)
+        return self._calls.set_agent_phone(
+            agent_id, extension=extension, external_number=external_number
+        )
+
+    def capabilities(self) -> frozenset[BackendCapability]:
+        """What the running telephony backend can do."""
+        return self._calls.backend.capabilities if self.available else frozenset()
+
+    def dial(self, agent_id: str, number: str) -> Contact:
+        """The agent's click-to-dial call to `number`."""
+        self._agent(agent_id)
+        return self._calls.dial(agent_id, number)
+
+    def hang_up(self, agent_id: str) -> AgentView:
+        """End the agent's outbound call."""
+        agent = self._agent(agent_id)
+        self._calls.hang_up_outbound(agent_id)
         return self._agent_view(agent)
 
     def voicemail_root(self) -> Path | None:

@@ -36,6 +36,7 @@ from monitor.auth import (
     setup_auth_routes,
 )
 from monitor.context import WEB, WebFrontState
+from monitor.desktop_api import setup_desktop_routes
 from monitor.dispositions import Dispositions
 from monitor.errors import error_middleware
 from monitor.feed import PUSH_INTERVAL, LiveFeed
@@ -52,6 +53,7 @@ from monitor.reports_api import setup_report_routes
 from monitor.scripts_api import setup_script_routes
 from monitor.scripts_doc import describe_script_routes
 from monitor.sessions import SessionStore
+from monitor.supervision_api import setup_supervision_routes
 from monitor.throttle import LoginThrottle
 from monitor.tokens import TokenStore
 from monitor.users_api import setup_user_routes
@@ -103,6 +105,8 @@ def build_app(
     allow(app, "DELETE", "/api/services/{name}", Access.BEARER)
     setup_auth_routes(app)
     setup_floor_routes(app)
+    setup_desktop_routes(app)
+    setup_supervision_routes(app)
     setup_user_routes(app)
     setup_script_routes(app)
     describe_script_routes(app)

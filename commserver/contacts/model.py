@@ -17,6 +17,13 @@ class Channel(enum.Enum):
     WEB = "web"
 
 
+class Direction(enum.Enum):
+    """Who started the contact: the customer (inbound) or an agent dialling out."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
 class ContactState(enum.Enum):
     """Where a contact is in its life. `ENDED` and `ABANDONED` are final."""
 
@@ -43,11 +50,15 @@ class Outcome(enum.Enum):
     SELF_SERVED = "self-served"
     REJECTED = "rejected"
     FAILED = "failed"
+    #: Outbound: the customer did not answer, or their line was busy.
+    NO_ANSWER = "no-answer"
+    BUSY = "busy"
 
 
 _S = ContactState
 ALLOWED: dict[ContactState, frozenset[ContactState]] = {
-    _S.ARRIVING: frozenset({_S.IVR, _S.QUEUED, _S.ABANDONED, _S.ENDED}),
+    # Arriving -> offered: an agent's outbound call (no IVR, no queue).
+    _S.ARRIVING: frozenset({_S.IVR, _S.QUEUED, _S.OFFERED, _S.ABANDONED, _S.ENDED}),
     _S.IVR: frozenset({_S.QUEUED, _S.VOICEMAIL, _S.TRANSFERRED, _S.ABANDONED, _S.ENDED}),
     _S.QUEUED: frozenset({_S.OFFERED, _S.VOICEMAIL, _S.TRANSFERRED, _S.ABANDONED, _S.ENDED}),
     # A missed offer (ring-no-answer) puts the contact back in the queue.
@@ -82,6 +93,8 @@ class Contact:
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     history: list[tuple[ContactState, datetime]] = field(default_factory=list)
+    #: Outbound contacts keep the customer's number in `caller` too (screen pop, history).
+    direction: Direction = Direction.INBOUND
 
     def can_move_to(self, new: ContactState) -> bool:
         """Whether the state machine allows going from the current state to `new`."""

@@ -33,6 +33,8 @@ class CallRecord:
     talk_seconds: float
     #: What the agent noted in wrap-up (set after the record is written; None until then).
     disposition: str | None = None
+    #: "inbound" or "outbound" (an agent's click-to-dial); rows from before it existed: None.
+    direction: str | None = "inbound"
 
     @classmethod
     def from_contact(cls, contact: Contact, *, hangup_cause: str, ended_at: datetime) -> CallRecord:
@@ -59,4 +61,5 @@ class CallRecord:
             ended_at=ended_at,
             wait_seconds=max(wait, 0.0),
             talk_seconds=max(talk, 0.0),
+            direction=contact.direction.value,
         )

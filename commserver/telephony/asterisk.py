@@ -221,6 +221,10 @@ class AsteriskBackend:
         ring_timeout: float = 15.0,
     ) -> None:
         self.settings = settings
+        if settings.external_channel:
+            # Agents' phones may be external numbers, rung through `external_channel`. Click-
+            # to-dial (DIAL_OUT, two Originates bridged) is not implemented here yet.
+            self.capabilities = type(self).capabilities | {BackendCapability.EXTERNAL_PHONES}
         self.prompts = prompts
         self.extensions = frozenset(extensions)
         self.data_dir = data_dir

@@ -48,6 +48,10 @@ class BackendCapability(enum.Enum):
     LISTEN = "listen"
     WHISPER = "whisper"
     BARGE = "barge"
+    #: Click-to-dial: ring an agent's phone, then call a customer and join them (`DialOutBackend`).
+    DIAL_OUT = "dial-out"
+    #: Agents' phones may be external numbers (home, mobile) reached through the trunk.
+    EXTERNAL_PHONES = "external-phones"
 
 
 class EndpointState(enum.Enum):
@@ -269,3 +273,23 @@ class SupervisionBackend(Protocol):
 
     async def spy(self, call_id: str, supervisor: AgentEndpoint, mode: SpyMode) -> str:
         """Ring a supervisor's phone into the call's agent leg; returns the spy leg's id."""
+
+
+class DialOutBackend(Protocol):
+    """Optional click-to-dial of backends that list DIAL_OUT (Wazo/VICIdial style).
+
+    First `call_agent` rings the agent's own phone; once they answer, `dial_customer` calls the
+    customer from that leg (given up when the agent hangs up first: `CALLER_GONE`), and the
+    ordinary `bridge(customer_leg, agent_leg)` joins the two. Both legs then end with
+    `CallEnded` like any other. Asterisk does each step with an Originate.
+    """
+
+    async def call_agent(
+        self, agent: AgentEndpoint, number: str, *, timeout: float
+    ) -> tuple[RingOutcome, str | None]:
+        """Ring the agent's phone for a call to `number`; on ANSWERED also the agent leg's id."""
+
+    async def dial_customer(
+        self, agent_leg_id: str, number: str, *, caller_id: str, timeout: float
+    ) -> tuple[RingOutcome, str | None]:
+        """Call `number` for the answered agent leg; on ANSWERED also the customer leg's id."""

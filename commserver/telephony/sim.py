@@ -27,6 +27,7 @@ from commserver.telephony.base import (
     HangupCause,
     Prompt,
     RingOutcome,
+    SpyMode,
     TelephonyError,
     TelephonyHandler,
 )
@@ -45,6 +46,31 @@ class SimCaller:
     talk_time: float = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class SimSpy:
+    """A `spy` command the simulator carried out: whose phone joined which call, how."""
+
+    call_id: str
+    leg_id: str
+    supervisor: AgentEndpoint
+    mode: SpyMode
+
+
+@dataclass(frozen=True, slots=True)
+class SimCustomer:
+    """How a simulated customer's phone takes an agent's outbound call.
+
+    It rings for `ring_seconds` (or until the dial's timeout), then answers, or with
+    `answers=False` reports no answer; `busy=True` is refused at once. Once connected the
+    customer talks for `talk_time` seconds, then hangs up.
+    """
+
+    answers: bool = True
+    busy: bool = False
+    ring_seconds: float = 0.2
+    talk_time: float = 30.0
+
+
 @dataclass(eq=False)
 class _SimLeg:
     call_id: str
@@ -52,6 +78,7 @@ class _SimLeg:
     digits: list[str] = field(default_factory=list)
     answered: bool = False
     bridged_to: str | None = None
+    spying_on: str | None = None  # a supervisor's leg: the agent leg it listens to
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -59,7 +86,17 @@ class SimBackend:
     """A `TelephonyBackend` whose calls and phones are simulated."""
 
     name = "sim"
-    capabilities = frozenset({BackendCapability.RECORD, BackendCapability.TRANSFER})
+    capabilities = frozenset(
+        {
+            BackendCapability.RECORD,
+            BackendCapability.TRANSFER,
+            BackendCapability.LISTEN,
+            BackendCapability.WHISPER,
+            BackendCapability.BARGE,
+            BackendCapability.DIAL_OUT,
+            BackendCapability.EXTERNAL_PHONES,
+        }
+    )
 
     def __init__(self, *, answer_delay: float = 0.5, prompt_seconds: float = 0.0) -> None:
         self.answer_delay = answer_delay
@@ -72,6 +109,13 @@ class SimBackend:
         self._accepting = False
         # What was said to callers, newest last (bounded): lets tests and demos hear the IVR.
         self.prompts: deque[tuple[str, str]] = deque(maxlen=1000)
+        # Supervisors' spy commands, newest last (bounded), for tests to assert on.
+        self.spies: deque[SimSpy] = deque(maxlen=1000)
+        # Outbound calls: how customers' phones behave (by number, else the default), and
+        # the numbers dialled, newest last (bounded).
+        self.customers: dict[str, SimCustomer] = {}
+        self.default_customer = SimCustomer()
+        self.dialled: deque[str] = deque(maxlen=1000)
 
     # -- driving the simulation ------------------------------------------------------------
 
@@ -102,6 +146,9 @@ class SimBackend:
             return
         leg.gone.set()
         self._legs.pop(leg.call_id, None)
+        # A supervisor's leg ends with the agent leg it listens to (ChanSpy's `E` option).
+        for spy in [s for s in self._legs.values() if s.spying_on == leg.call_id]:
+            self._end(spy, HangupCause.NORMAL)
         if self._handler is not None:
             self._handler.on_telephony_event(
                 CallEnded(at=utcnow(), call_id=leg.call_id, cause=cause)
@@ -217,6 +264,70 @@ class SimBackend:
         leg = self._legs.get(call_id)
         if leg is not None:
             self._end(leg, cause)
+
+    # -- DialOutBackend: click-to-dial -----------------------------------------------------
+
+    async def call_agent(
+        self, agent: AgentEndpoint, number: str, *, timeout: float
+    ) -> tuple[RingOutcome, str | None]:
+        """Ring an agent's simulated phone for their own call; it answers as for an offer."""
+        never = asyncio.Event()
+        if agent.agent_id in self.unanswering or self.answer_delay > timeout:
+            await _sleep_unless(never, timeout)
+            return RingOutcome.NO_ANSWER, None
+        await _sleep_unless(never, self.answer_delay)
+        leg = _SimLeg(f"sim-{next(self._ids)}-agent-{agent.agent_id}", None, answered=True)
+        self._legs[leg.call_id] = leg
+        return RingOutcome.ANSWERED, leg.call_id
+
+    async def dial_customer(
+        self, agent_leg_id: str, number: str, *, caller_id: str, timeout: float
+    ) -> tuple[RingOutcome, str | None]:
+        """Call a simulated customer; `customers` (or `default_customer`) says what they do."""
+        agent_leg = self._legs.get(agent_leg_id)
+        if agent_leg is None or agent_leg.gone.is_set():
+            return RingOutcome.CALLER_GONE, None
+        self.dialled.append(number)
+        customer = self.customers.get(number, self.default_customer)
+        if customer.busy:
+            return RingOutcome.BUSY, None
+        await _sleep_unless(agent_leg.gone, min(customer.ring_seconds, timeout))
+        if agent_leg.gone.is_set():
+            return RingOutcome.CALLER_GONE, None
+        if not customer.answers or customer.ring_seconds > timeout:
+            return RingOutcome.NO_ANSWER, None
+        caller = SimCaller(caller=number, dialed=number, talk_time=customer.talk_time)
+        leg = _SimLeg(f"sim-{next(self._ids)}-out", caller, answered=True)
+        self._legs[leg.call_id] = leg
+        return RingOutcome.ANSWERED, leg.call_id
+
+    # -- SupervisionBackend: listen, whisper, barge ----------------------------------------
+
+    async def spy(self, call_id: str, supervisor: AgentEndpoint, mode: SpyMode) -> str:
+        """A simulated supervisor's phone joins the call's agent leg after `answer_delay`.
+
+        The leg ends when it is hung up or when the agent's leg ends; `spies` logs the command.
+        """
+        caller_leg = self._leg(call_id)
+        if caller_leg.bridged_to is None:
+            raise TelephonyError(
+                "only a call connected to an agent can be supervised", call_id=call_id
+            )
+        if not (supervisor.extension or supervisor.external_number):
+            raise TelephonyError(f"supervisor {supervisor.agent_id} has no phone to ring")
+        if supervisor.agent_id in self.unanswering:
+            raise TelephonyError(f"supervisor {supervisor.agent_id} did not answer (no-answer)")
+        await _sleep_unless(caller_leg.gone, self.answer_delay)
+        agent_leg = self._leg(call_id).bridged_to
+        if agent_leg is None or agent_leg not in self._legs:
+            raise CallGone(f"call {call_id} has ended", call_id=call_id)
+        leg = _SimLeg(
+            f"sim-{next(self._ids)}-spy-{supervisor.agent_id}", None, answered=True,
+            spying_on=agent_leg,
+        )
+        self._legs[leg.call_id] = leg
+        self.spies.append(SimSpy(call_id, leg.call_id, supervisor, mode))
+        return leg.call_id
 
 
 async def _sleep_unless(gone: asyncio.Event, seconds: float) -> None:

@@ -104,6 +104,7 @@ class LegRole(enum.Enum):
     AGENT = "agent"  # the leg that rang an agent's phone for a contact
     DIRECT = "direct"  # an authenticated phone's own call, and the leg it reached
     TRANSFERRED = "transferred"  # the leg a transfer reached (a caller is handed to it)
+    CUSTOMER = "customer"  # an agent's click-to-dial call reached this customer
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,6 @@ class SipBackend:
     """A `TelephonyBackend` that is itself the SIP server (registrar, IVR media, B2BUA)."""
 
     name = "sip"
-    capabilities = frozenset({BackendCapability.RECORD, BackendCapability.TRANSFER})
 
     def __init__(
         self,
@@ -178,6 +178,14 @@ class SipBackend:
         self.sip_config = _with_auth_rule(sip, self.ivr_numbers)
         self.prompts = prompts
         self.trunk = trunk
+        # Customers are reached through the trunk or at a registered extension; agents'
+        # external phones only through the trunk.
+        supported = {
+            BackendCapability.RECORD, BackendCapability.TRANSFER, BackendCapability.DIAL_OUT
+        }
+        if trunk is not None:
+            supported.add(BackendCapability.EXTERNAL_PHONES)
+        self.capabilities = frozenset(supported)
         self.stop_timeout = stop_timeout
         self._hold_music = hold_music
         self._handler: TelephonyHandler | None = None
@@ -415,6 +423,48 @@ class SipBackend:
             )
         except (SipError, OSError) as exc:
             return exc
+
+    # -- DialOutBackend: an agent's click-to-dial ---------------------------------------------
+
+    async def call_agent(
+        self, agent: AgentEndpoint, number: str, *, timeout: float
+    ) -> tuple[RingOutcome, str | None]:
+        """INVITE the agent's registered phone (or external number) showing `number`."""
+        target = self._agent_target(agent)
+        if target is None:
+            log.info("agent %s has no registered phone and no reachable number", agent.agent_id)
+            return RingOutcome.FAILED, None
+        result = await self._place(target, number, "Caruso outbound", timeout)
+        if not isinstance(result, SipCall):
+            return _ring_failure(result, target), None
+        if result.state is CallState.ENDED:
+            return RingOutcome.FAILED, None
+        self._legs[result.id] = _Leg(result, LegRole.AGENT, to_trunk=isinstance(target, SipUri))
+        return RingOutcome.ANSWERED, result.id
+
+    async def dial_customer(
+        self, agent_leg_id: str, number: str, *, caller_id: str, timeout: float
+    ) -> tuple[RingOutcome, str | None]:
+        """INVITE `number` (a registered extension, else through the trunk) for the agent leg.
+
+        The agent hears silence while it rings; their hang-up CANCELs the INVITE.
+        """
+        agent = self._legs.get(agent_leg_id)
+        if agent is None or agent.ended:
+            return RingOutcome.CALLER_GONE, None
+        target, status = self._destination(number)
+        if target is None:
+            log.info("cannot dial out to this number (SIP %d)", status)
+            return RingOutcome.FAILED, None
+        result = await self._ring(agent.call, target, caller_id, timeout, caller_name="")
+        if isinstance(result, RingOutcome):
+            return result, None
+        if result.state is CallState.ENDED:
+            return RingOutcome.FAILED, None
+        self._legs[result.id] = _Leg(
+            result, LegRole.CUSTOMER, to_trunk=isinstance(target, SipUri)
+        )
+        return RingOutcome.ANSWERED, result.id
 
     async def bridge(self, call_id: str, agent_leg_id: str) -> None:
         """Join caller and agent through the RTP relay (music and prompts stop)."""
@@ -981,6 +1031,7 @@ def _with_auth_rule(sip: SipConfig, ivr_numbers: frozenset[str]) -> SipConfig:
 def _cause(role: LegRole, reason: EndReason) -> HangupCause:
     """The telephony cause of a leg's end the server did not ask for."""
     if reason is EndReason.REMOTE_BYE:
+        # A customer an agent dialled who hangs up is the caller of that contact.
         return HangupCause.AGENT_HANGUP if role is LegRole.AGENT else HangupCause.CALLER_HANGUP
     if reason is EndReason.CANCELLED:
         return HangupCause.CALLER_HANGUP if role is LegRole.CALLER else HangupCause.NO_ANSWER

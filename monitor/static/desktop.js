@@ -1,4 +1,5 @@
-// The agent desktop: one's own state, ready/pause/log off, and the screen pop on a contact.
+// The agent desktop: one's own state, ready/pause/log off, the screen pop on a contact, the
+// phone calls ring at (chosen at login) and click-to-dial.
 import {
   api, el, fillHeader, loadSession, notice, openStream, PAUSE_REASONS, setText, since, syncClock,
   toLogin,
@@ -7,6 +8,14 @@ import { attachScriptPane } from "/static/script-pane.js";
 import { attachWork, onWrapUp } from "/static/desktop-work.js";
 
 let scriptPane = null;
+let dialOut = false;
+let lastFrame = null;
+
+const OUTBOUND_WORDS = {
+  offered: "Dialling…",
+  connected: "On call (outbound)",
+  "wrap-up": "Wrap-up",
+};
 
 const STATE_WORDS = {
   offered: "Incoming call",
@@ -42,6 +51,98 @@ function renderAgent(agent) {
   document.getElementById("go-ready").disabled = agent.state === "ready";
 }
 
+// -- the phone calls ring at ----------------------------------------------------------------
+
+function describePhone(phone) {
+  if (phone.external_number) return `external number ${phone.external_number}`;
+  if (phone.extension) return `extension ${phone.extension}`;
+  return "no phone";
+}
+
+function renderPhone(answer) {
+  setText(document.getElementById("phone-now"), describePhone(answer.phone));
+  const kind = document.getElementById("phone-kind");
+  kind.value = answer.phone.kind;
+  kind.querySelector('option[value="external"]').disabled = !answer.external_allowed;
+  const value = document.getElementById("phone-value");
+  value.value = answer.phone.kind === "external" ? answer.phone.external_number || ""
+    : answer.phone.kind === "extension" ? answer.phone.extension || "" : "";
+  value.hidden = answer.phone.kind === "configured";
+  dialOut = answer.dial_out;
+  updateDial();
+}
+
+async function loadPhone() {
+  try {
+    renderPhone(await api("GET", "/api/desktop/phone"));
+  } catch (failure) {
+    notice(failure.message, "error");
+  }
+}
+
+async function savePhone(event) {
+  event.preventDefault();
+  const kind = document.getElementById("phone-kind").value;
+  const value = document.getElementById("phone-value").value.trim();
+  const body = { kind };
+  if (kind === "extension") body.extension = value;
+  if (kind === "external") body.external_number = value;
+  try {
+    renderPhone(await api("PUT", "/api/desktop/phone", body));
+    notice("");
+  } catch (failure) {
+    notice(failure.message, "error");
+  }
+}
+
+// -- click-to-dial ----------------------------------------------------------------------------
+
+function onOutboundCall(frame) {
+  const contact = frame && frame.contact;
+  return Boolean(contact && contact.direction === "outbound"
+    && (contact.state === "offered" || contact.state === "connected"));
+}
+
+function updateDial() {
+  const agent = lastFrame && lastFrame.agent;
+  const free = Boolean(agent && (agent.state === "ready" || agent.state === "paused"));
+  document.getElementById("dial-go").disabled = !dialOut || !free;
+  document.getElementById("dial-hangup").disabled = !onOutboundCall(lastFrame);
+}
+
+function fillDial(number) {
+  const box = document.getElementById("dial-number");
+  box.value = number;
+  box.focus();
+}
+
+async function dial(event) {
+  event.preventDefault();
+  const number = document.getElementById("dial-number").value.trim();
+  if (!number) return;
+  try {
+    await api("POST", "/api/desktop/dial", { number });
+    notice("");
+  } catch (failure) {
+    notice(failure.message, "error");
+  }
+}
+
+async function hangUp() {
+  try {
+    await api("POST", "/api/desktop/hangup");
+    notice("");
+  } catch (failure) {
+    notice(failure.message, "error");
+  }
+}
+
+/** A phone number that fills the dial box when clicked (text only, never markup). */
+function numberButton(number, id) {
+  return el("button", { type: "button", class: "dial-link", id, title: "Put in the dial box",
+    onclick: () => fillDial(number) }, number);
+}
+
 function customerBlock(pop) {
   if (!pop || pop.status === "pending") {
     return el("p", { class: "muted lookup" }, "Looking up the caller…");
@@ -62,7 +163,7 @@ function customerBlock(pop) {
   const facts = [
     ["Customer no.", c.id],
     ["Account", c.account],
-    ["Phone", c.phone],
+    ["Phone", c.phone ? numberButton(String(c.phone), "customer-phone") : null],
     ["E-mail", c.email],
     ["Priority", c.priority],
   ].filter(([, value]) => value !== null && value !== undefined && value !== "");
@@ -86,10 +187,14 @@ function renderContact(contact) {
   if (!contact) return;
   const badge = document.getElementById("pop-state");
   badge.className = `badge state-${contact.state}`;
-  setText(badge, STATE_WORDS[contact.state] || contact.state);
+  const outbound = contact.direction === "outbound";
+  const words = outbound ? OUTBOUND_WORDS : STATE_WORDS;
+  setText(badge, words[contact.state] || contact.state);
+  setText(document.getElementById("pop-caller-label"), outbound ? "Dialled" : "Caller");
   document.getElementById("pop-time").dataset.since =
     contact.answered_at || contact.queued_at || contact.arrived_at;
-  setText(document.getElementById("pop-caller"), contact.caller || "anonymous");
+  document.getElementById("pop-caller").replaceChildren(
+    contact.caller ? numberButton(contact.caller, "pop-caller-number") : "anonymous");
   setText(document.getElementById("pop-queue"), contact.queue || "");
   const details = contact.pop;
   document.getElementById("customer").replaceChildren(customerBlock(details));
@@ -117,11 +222,13 @@ function tick() {
 }
 
 function onDesktop(frame) {
+  lastFrame = frame;
   syncClock(frame.now);
   renderAgent(frame.agent);
   renderContact(frame.contact);
   onWrapUp(frame.agent, frame.contact);
   if (scriptPane) scriptPane.onContact(frame.contact);
+  updateDial();
   tick();
 }
 
@@ -144,6 +251,16 @@ async function main() {
   document.getElementById("go-out").addEventListener("click", () => setState("logged-out"));
   scriptPane = attachScriptPane(document.getElementById("script-pane"));
   attachWork();
+  const kind = document.getElementById("phone-kind");
+  kind.addEventListener("change", () => {
+    const value = document.getElementById("phone-value");
+    value.hidden = kind.value === "configured";
+    value.placeholder = kind.value === "external" ? "+49 170 1234567" : "extension";
+  });
+  document.getElementById("phone-form").addEventListener("submit", savePhone);
+  document.getElementById("dial-form").addEventListener("submit", dial);
+  document.getElementById("dial-hangup").addEventListener("click", hangUp);
+  loadPhone();
   openStream("/api/desktop/events", { desktop: onDesktop });
   setInterval(tick, 1000);
 }

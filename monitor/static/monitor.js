@@ -6,6 +6,10 @@ import {
 
 const floor = { rev: 0, agents: new Map(), contacts: new Map(), queues: new Map() };
 const agentRows = new Map(); // agent id -> { row, cells }
+// Listen / whisper / barge: what the backend supports, and the phone that rings by default.
+const supervision = { modes: [], phone: null, pending: new Set() };
+const SPY_LABELS = { listen: "Listen", whisper: "Whisper", barge: "Barge" };
+const SPY_DOING = { listen: "listen to", whisper: "whisper to", barge: "barge into" };
 
 function applyFrame(kind, frame, source) {
   if (kind === "delta") {
@@ -111,6 +115,60 @@ async function act(agentId, state, reason) {
   }
 }
 
+/** What to send as the supervisor's phone: nothing when it is the account's default. */
+function spyPhone() {
+  const value = document.getElementById("spy-phone").value.trim();
+  const phone = supervision.phone;
+  if (!value || (phone && value === (phone.extension || phone.external_number))) return {};
+  return value.startsWith("+") ? { external_number: value } : { extension: value };
+}
+
+async function spy(agentId, mode) {
+  supervision.pending.add(agentId);
+  renderAgents();
+  notice(`Ringing your phone to ${SPY_DOING[mode]} ${agentId}…`);
+  try {
+    await api("POST", `/api/agents/${encodeURIComponent(agentId)}/spy`, { mode, ...spyPhone() });
+    notice("");
+  } catch (failure) {
+    notice(`${agentId}: ${failure.message}`, "error");
+  } finally {
+    supervision.pending.delete(agentId);
+    renderAgents();
+  }
+}
+
+async function stopSpy(agentId) {
+  const agent = floor.agents.get(agentId);
+  for (const session of (agent && agent.spies) || []) {
+    try {
+      await api("DELETE", `/api/supervision/sessions/${encodeURIComponent(session.id)}`);
+      notice("");
+    } catch (failure) {
+      if (failure.status !== 404) notice(`${agentId}: ${failure.message}`, "error");
+    }
+  }
+}
+
+/** The row's Listen / Whisper / Barge / Stop buttons (none when the backend cannot). */
+function spyButtons(agentId) {
+  if (!supervision.modes.length) return null;
+  return el(
+    "div",
+    { class: "action-row spy-row" },
+    ...supervision.modes.map((mode) => el("button", {
+      class: `spy spy-${mode} quiet`, type: "button", title: `${SPY_DOING[mode]} ${agentId}'s call`,
+      dataset: { mode }, onclick: () => spy(agentId, mode),
+    }, SPY_LABELS[mode] || mode)),
+    el("button", { class: "spy-stop", type: "button", onclick: () => stopSpy(agentId) }, "Stop"),
+  );
+}
+
+/** "listened to by sue (listen)", for every supervisor on the agent's call. */
+function spyText(agent) {
+  return (agent.spies || []).map((s) => `listened to by ${s.supervisor} (${s.mode})`).join("; ");
+}
+
 function agentRow(agent) {
   const cells = {
     name: el("td", { class: "name" }),
@@ -140,13 +198,18 @@ function agentRow(agent) {
       el("button", { class: "logout quiet", onclick: () => act(agent.id, "logged-out", "") },
         "Log out"),
     ),
+    spyButtons(agent.id),
   );
+
   const row = el(
     "tr",
     { dataset: { agent: agent.id } },
     cells.name, cells.state, cells.time, cells.contact, cells.skills, cells.calls, actions,
   );
-  return { row, cells, skillList, editing };
+  const contactText = el("span", { class: "contact-text" });
+  const spyNote = el("div", { class: "spy-note" });
+  cells.contact.append(contactText, spyNote);
+  return { row, cells, skillList, editing, contactText, spyNote };
 }
 
 /** "support 50, billing 10" -> {support: 50, billing: 10}; null if it does not read. */
@@ -228,8 +291,10 @@ function renderAgents() {
     badge.className = `badge state-${agent.state}`;
     setText(badge, badgeText(agent));
     cells.time.dataset.since = agent.since;
-    setText(cells.contact, agent.contact_id
+    setText(entry.contactText, agent.contact_id
       ? `${agent.contact_caller || "anonymous"} · ${agent.contact_queue || ""}` : "");
+    setText(entry.spyNote, spyText(agent));
+    renderSpyButtons(entry.row, agent);
     setText(entry.skillList, skillsText(agent.skills));
     setText(cells.calls, agent.calls_taken);
     // The ACD refuses a logout while talking; a pause then applies after the call.
@@ -242,11 +307,41 @@ function renderAgents() {
   setText(document.getElementById("agent-summary"), summary ? `(${summary})` : "");
 }
 
+/** Spy buttons while the agent talks; Stop while someone listens. */
+function renderSpyButtons(row, agent) {
+  const buttons = row.querySelector(".spy-row");
+  if (!buttons) return;
+  const talking = agent.state === "busy" && Boolean(agent.contact_id);
+  const listened = (agent.spies || []).length > 0;
+  const pending = supervision.pending.has(agent.id);
+  buttons.hidden = !talking && !listened;
+  for (const button of buttons.querySelectorAll("button.spy")) {
+    button.hidden = listened;
+    button.disabled = pending || !talking;
+  }
+  buttons.querySelector("button.spy-stop").hidden = !listened;
+}
+
 /** Durations move every second without any traffic from the server. */
 function tick() {
   for (const cell of document.querySelectorAll("[data-since]")) {
     setText(cell, since(cell.dataset.since));
   }
+}
+
+/** What the backend can do for supervisors, and the phone that rings for this one. */
+async function loadSupervision() {
+  try {
+    const info = await api("GET", "/api/supervision");
+    supervision.modes = info.modes;
+    supervision.phone = info.phone;
+  } catch (failure) {
+    supervision.modes = [];
+  }
+  document.getElementById("spy-phone-field").hidden = supervision.modes.length === 0;
+  const phone = supervision.phone;
+  document.getElementById("spy-phone").value =
+    phone ? phone.extension || phone.external_number || "" : "";
 }
 
 function start() {
@@ -264,6 +359,7 @@ async function main() {
     return;
   }
   fillHeader(session.user);
+  await loadSupervision();
   start();
   setInterval(tick, 1000);
 }

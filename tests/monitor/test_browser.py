@@ -329,11 +329,12 @@ async def test_the_report_page_shows_a_chart_drills_down_and_the_csv_downloads(
         await add_user(server, "sue", Role.SUPERVISOR)
         page, problems = await open_page(browser)
         await sign_in(page, server, "/reports", "sue")
+        support = page.locator("#totals tr[data-key='support']")
+        await expect(support).to_be_visible(timeout=TIMEOUT)  # today's report, shown on load
         await page.fill("#from", "2024-05-06")
         await page.fill("#to", "2024-05-06")
         await page.select_option("#interval", "60")
         await page.click("#show")
-        support = page.locator("#totals tr[data-key='support']")
         offered = sum(r.queue == "support" for r in records)
         await expect(support.locator("button[data-figure='offered']")).to_have_text(
             str(offered), timeout=TIMEOUT
