@@ -1,10 +1,12 @@
-"""The far ends of `caruso bench sip`'s RTP part: both phones of every call, in their own process.
+"""The far ends of `caruso bench rtp`: both phones of every call, in their own process.
 
 Run as `python -m commserver.bench._rtp_peer --calls N --seconds S`. It binds two UDP sockets
 per call and prints their ports as one JSON line; it then reads one JSON line with the ports
 to send to (the relay's sockets, in the same order) and streams 20 ms G.711 packets from every
 socket at 50 packets/s for S seconds. Each payload carries its send time, so on receipt the
-transit through the relay is measured on one clock. It prints its figures as one JSON line.
+transit through the relay is measured on one clock, and a token of this run, so packets that
+are not ours (the relay's own prompt packets, strays from other programs on the loopback
+interface) are counted apart and kept out of the figures. It prints its figures as one JSON line.
 
 A separate process keeps the load generator's CPU out of the relay's measurement.
 """
@@ -15,12 +17,14 @@ import argparse
 import asyncio
 import functools
 import json
+import secrets
 import statistics
 import struct
 import sys
 import time
 
-_STAMP = struct.Struct("!QI")  # send time (ns, monotonic) and stream sequence
+_STAMP = struct.Struct("!QII")  # send time (ns, monotonic), stream sequence, this run's token
+_TOKEN = secrets.randbits(32)
 _HEADER = struct.Struct("!BBHII")
 _PAYLOAD = 160
 _TICK = 0.02
@@ -37,6 +41,7 @@ class _Stream(asyncio.DatagramProtocol):
         self.sequence = 0
         self.sent = 0
         self.received = 0
+        self.foreign = 0
         self.transits: list[float] = []
         self.jitter = 0.0
         self.jitters: list[float] = []
@@ -48,7 +53,7 @@ class _Stream(asyncio.DatagramProtocol):
     def send(self) -> None:
         if self.transport is None or self.target is None:
             return
-        stamp = _STAMP.pack(time.monotonic_ns(), self.sequence)
+        stamp = _STAMP.pack(time.monotonic_ns(), self.sequence, _TOKEN)
         header = _HEADER.pack(0x80, 0, self.sequence & 0xFFFF, self.sequence * 160, self.ssrc)
         payload = stamp + bytes(_PAYLOAD - _STAMP.size)
         self.transport.sendto(header + payload, self.target)
@@ -58,8 +63,12 @@ class _Stream(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         now = time.monotonic_ns()
         if len(data) < _HEADER.size + _STAMP.size:
+            self.foreign += 1
             return
-        sent_ns, _ = _STAMP.unpack_from(data, _HEADER.size)
+        sent_ns, _, token = _STAMP.unpack_from(data, _HEADER.size)
+        if token != _TOKEN:
+            self.foreign += 1
+            return
         transit = (now - sent_ns) / 1e6
         self.received += 1
         self.transits.append(transit)
@@ -110,12 +119,14 @@ async def _main(calls: int, seconds: float) -> None:
     jitters = [j for s in streams for j in s.jitters[50:]]  # after the estimator settled
     sent = sum(s.sent for s in streams)
     received = sum(s.received for s in streams)
+    foreign = sum(s.foreign for s in streams)
     print(
         json.dumps(
             {
                 "sent": sent,
                 "received": received,
                 "lost": max(sent - received, 0),
+                "foreign": foreign,
                 "seconds": round(sending, 3),
                 "transit_ms_p50": round(_percentile(transits, 0.5), 3),
                 "transit_ms_p99": round(_percentile(transits, 0.99), 3),

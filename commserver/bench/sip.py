@@ -1,17 +1,19 @@
-"""`caruso bench sip`: calls per second through IVR and ACD, and the RTP relay, with baselines.
+"""`caruso bench sip`: calls per second through IVR and ACD, with baselines.
 
 Calls: a Caruso on the sip backend runs in this process on its own uvloop thread (as `caruso run`
 runs), with `--agents` agents whose phones are one SIPp UAS (each registered with digest auth
 first). SIPp callers dial 100 at `--cps` for `--duration` seconds, key 1 or 2 (RFC 4733), talk
 and hang up `--hold` seconds after the answer. A call counts only if SIPp saw it succeed and
-its stored record says an agent answered it. Baseline, same run: the same SIPp callers straight
-to the SIPp phones, no server in between (what the load generator itself manages).
+its stored record says an agent answered it.
 
-RTP: `--rtp-calls` bridged calls, both directions at 50 packets/s, through `RtpRelay` (SSRC,
-sequence and timestamp rewriting, latching, per-packet checks) on the server's uvloop thread;
-baseline: a plain UDP forwarder on the same kind of thread. The phones are a separate process
-(`_rtp_peer`) that stamps each packet, so transit and jitter are measured on one clock and the
-generator's CPU stays out of the relay's share.
+Baselines, same run, same callers: through sippy's B2BUA (PyPI `sippy`, in the `dev` extra) in
+plain forwarding mode to a SIPp phone, and straight to the SIPp phones with no server in between
+(what the load generator itself manages; `--no-direct` skips it). sippy only forwards, Caruso
+answers, plays the menu, takes a digit, queues and rings an agent: the ratios compare a contact
+center with a proxy-like B2BUA, not like for like. Post-dial delay is INVITE sent -> first 180 or
+200 the caller receives (docs/benchmarks.md).
+
+The RTP relay has its own benchmark, `caruso bench rtp` (commserver/bench/rtp.py).
 
 `sip-testbed/run-load` uses the SIPp helpers here to drive a running server.
 """
@@ -22,23 +24,22 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import json
 import os
+import re
 import shutil
 import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-HELP = "SIP calls/s through IVR and ACD (SIPp) and RTP relay rate/jitter, each against a baseline"
+HELP = "SIP calls/s through IVR and ACD (SIPp), against a baseline"
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "sip-testbed" / "scenarios"
 PCAP_DIR = Path("/usr/share/sip-tester")
@@ -46,9 +47,6 @@ MENU_PROMPT = "Press 1 for support, 2 for billing."
 
 GOALS = {
     "failed_calls": 0,
-    "rtp_loss": 0,
-    "rtp_cpu_share_of_one_core": 0.25,
-    "added_jitter_p99_ms": 5.0,
 }
 
 
@@ -66,25 +64,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hold", type=float, default=5.0, help="seconds a caller stays after the answer (5)"
     )
-    parser.add_argument("--rtp-calls", type=int, default=180, help="bridged calls (180)")
-    parser.add_argument("--rtp-seconds", type=float, default=10.0, help="seconds of RTP (10)")
     parser.add_argument(
-        "--only", choices=["all", "calls", "rtp"], default="all", help="which part to run (all)"
+        "--no-direct",
+        action="store_true",
+        help="skip the SIPp-to-SIPp baseline (the sippy baseline always runs)",
     )
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    """Run the parts asked for and return their figures."""
+    """Run the calls and their baseline and return the figures."""
     # Other work on the machine shows in jitter and CPU share: say how busy it was.
     figures: dict[str, object] = {"load_average_1m_at_start": round(os.getloadavg()[0], 2)}
-    if args.only in ("all", "calls"):
-        figures["calls"] = await on_uvloop_thread(
-            lambda: bench_calls(
-                cps=args.cps, duration=args.duration, agents=args.agents, hold=args.hold
-            )
+    figures["calls"] = await on_uvloop_thread(
+        lambda: bench_calls(
+            cps=args.cps,
+            duration=args.duration,
+            agents=args.agents,
+            hold=args.hold,
+            direct=not args.no_direct,
         )
-    if args.only in ("all", "rtp"):
-        figures["rtp"] = await bench_rtp(calls=args.rtp_calls, seconds=args.rtp_seconds)
+    )
     figures["goals"] = GOALS
     return figures
 
@@ -136,6 +135,26 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_udp_port_block(size: int = 4) -> int:
+    """The first of `size` consecutive UDP ports free right now on 127.0.0.1.
+
+    SIPp binds `-mp` and the ports after it (video RTP at +2): one free port is not enough.
+    """
+    for _ in range(50):
+        base = free_udp_port()
+        if base + size > 65536:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + size):
+                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise BenchError(f"no {size} consecutive free UDP ports on 127.0.0.1")
 
 
 def sipp_workdir(base: Path) -> Path:
@@ -243,7 +262,7 @@ def _hms(text: str) -> float:
 @contextlib.asynccontextmanager
 async def sipp_phones(cwd: Path, port: int, *, timeout: float) -> Any:
     """One SIPp UAS on `port` answering every agent registered there until we stop it."""
-    media_port = free_udp_port()
+    media_port = free_udp_port_block()
     process = await asyncio.create_subprocess_exec(
         sipp_binary(),
         "-sf", str(SCENARIOS / "agent_answer.xml"), "-i", "127.0.0.1", "-p", str(port),
@@ -257,16 +276,22 @@ async def sipp_phones(cwd: Path, port: int, *, timeout: float) -> Any:
             raise BenchError(f"the SIPp agent phones exited at once ({process.returncode})")
         yield process
     finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGTERM)
-            try:
-                async with asyncio.timeout(5):
-                    await process.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGKILL)
-                await process.wait()
+        await stop_process(process)
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    """Stop a peer we started, by its PID: SIGTERM, then SIGKILL if it lingers past 5 s."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGTERM)
+    try:
+        async with asyncio.timeout(5):
+            await process.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+        await process.wait()
 
 
 async def register_phones(
@@ -311,7 +336,7 @@ async def run_callers(
         "-sf", str(cwd / f"caller_ivr_{digit}.xml"), "-s", service,
         "-m", str(calls), "-r", f"{cps:g}", "-l", str(concurrent), "-d", str(int(hold * 1000)),
         "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_udp_port()),
-        "-mp", str(free_udp_port()), target,
+        "-mp", str(free_udp_port_block()), target,
         cwd=cwd, timeout=calls / cps + hold + 60, name=name,
     )  # fmt: skip
 
@@ -367,20 +392,23 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
     return {"p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 3)}
 
 
-async def bench_calls(*, cps: float, duration: float, agents: int, hold: float) -> dict[str, Any]:
-    """Callers through IVR and ACD to answering agents, then the SIPp-to-SIPp baseline."""
+async def bench_calls(
+    *, cps: float, duration: float, agents: int, hold: float, direct: bool = True
+) -> dict[str, Any]:
+    """Callers through IVR and ACD to answering agents, then through sippy, then SIPp to SIPp."""
     from commserver.app import build_server
     from commserver.config import config_from_mapping
     from commserver.contacts import CallRecord
     from commserver.telephony.sip import SipBackend
 
     calls = max(2, int(cps * duration))
+    bound = duration + hold + 120
     with tempfile.TemporaryDirectory(prefix="caruso-bench-sip-") as tmp:
         cwd = sipp_workdir(Path(tmp) / "sipp")
         config = config_from_mapping(_site(Path(tmp) / "data", agents))
         phone_port = free_udp_port()
         progress(f"{agents} agents, {calls} calls at {cps:g}/s, {hold:g} s after the answer")
-        async with sipp_phones(cwd, phone_port, timeout=duration + hold + 120):
+        async with sipp_phones(cwd, phone_port, timeout=bound):
             async with build_server(config) as server:
                 backend = server.backend
                 assert isinstance(backend, SipBackend)
@@ -393,55 +421,201 @@ async def bench_calls(*, cps: float, duration: float, agents: int, hold: float) 
                 await backend.prompts.render(MENU_PROMPT)  # rendered once, before the clock
                 progress(f"{len(phones)} phones registered; calling")
                 cpu_before, wall_before = time.thread_time(), time.perf_counter()
-                half = calls // 2
-                support, billing = await asyncio.gather(
-                    run_callers(target, cwd, calls=calls - half, cps=cps / 2, hold=hold, digit="1"),
-                    run_callers(target, cwd, calls=half, cps=cps / 2, hold=hold, digit="2"),
-                )
+                process_cpu_before = time.process_time()
+                outcomes = await _callers(target, cwd, calls=calls, cps=cps, hold=hold)
                 wall = time.perf_counter() - wall_before
                 cpu = time.thread_time() - cpu_before
+                process_cpu = time.process_time() - process_cpu_before
                 records = await _records(server.storage, CallRecord, calls)
-        progress("baseline: the same callers straight to the SIPp phones")
-        baseline_port = free_udp_port()
-        async with sipp_phones(cwd, baseline_port, timeout=duration + hold + 120):
-            direct = await run_callers(
-                f"127.0.0.1:{baseline_port}", cwd, calls=calls, cps=cps, hold=hold, name="direct"
-            )
-    outcomes = (support, billing)
+        progress("baseline: the same callers through sippy's B2BUA to the SIPp phones")
+        sippy = await _bench_sippy(cwd, calls=calls, cps=cps, hold=hold, bound=bound)
+        baseline: dict[str, Any] | None = None
+        if direct:
+            progress("baseline: the same callers straight to the SIPp phones")
+            baseline_port = free_udp_port()
+            async with sipp_phones(cwd, baseline_port, timeout=bound):
+                baseline = _load_figures(
+                    await _callers(
+                        f"127.0.0.1:{baseline_port}", cwd, calls=calls, cps=cps, hold=hold
+                    )
+                )
     answered = [r for r in records if r.outcome == "answered" and r.agent_id]
-    sipp_failed = sum(o.failed for o in outcomes) + sum(
-        o.created - o.successful - o.failed for o in outcomes
-    )
-    failed = max(calls - len(answered), sipp_failed)
-    setup = [t for o in outcomes for t in o.rtd_ms.get("setup", [])]
-    answer = [t for o in outcomes for t in o.rtd_ms.get("answer", [])]
-    starts = sorted(t for o in outcomes for t in o.call_starts_ms)
-    achieved = (len(starts) - 1) / ((starts[-1] - starts[0]) / 1000) if len(starts) > 1 else 0.0
-    figures = {
+    load = _load_figures(outcomes)
+    failed = max(calls - len(answered), load["failed"])
+    figures: dict[str, Any] = {
         "offered_cps": cps,
         "calls": calls,
         "agents": agents,
-        "achieved_cps": round(achieved, 2),
+        "hold_s": hold,
+        "achieved_cps": load["achieved_cps"],
         "answered_by_agent": len(answered),
         "failed_calls": failed,
-        "sipp_returncodes": [o.returncode for o in outcomes],
-        "invite_to_100_ms": _percentiles(setup),
-        "invite_to_200_ms": _percentiles(answer),
+        # Why calls failed: SIPp's own count, and call records (stored) that show no agent.
+        "sipp_successful": load["successful"],
+        "records_stored": len(records),
+        "sipp_returncodes": load["sipp_returncodes"],
+        "invite_to_100_ms": load["invite_to_100_ms"],
+        "post_dial_delay_ms": load["post_dial_delay_ms"],
+        "invite_to_200_ms": load["invite_to_200_ms"],
         "queue_to_agent_s": _percentiles([r.wait_seconds for r in answered]),
         "server_cpu_share_of_one_core": round(cpu / wall, 3) if wall else 0.0,
-        "baseline_direct_sipp": {
-            "achieved_cps": round(direct.achieved_cps, 2),
-            "successful": direct.successful,
-            "failed": direct.failed + max(direct.created - direct.successful - direct.failed, 0),
-            "invite_to_200_ms": _percentiles(direct.rtd_ms.get("answer", [])),
-        },
+        "server_process_cpu_share_of_one_core": round(process_cpu / wall, 3) if wall else 0.0,
+        "server_cpu_ms_per_call": round(cpu * 1000 / calls, 2),
+        "sippy_b2bua": sippy,
     }
+    if "error" not in sippy:
+        figures["ratio_caruso_to_sippy"] = {
+            "achieved_cps": _ratio(load["achieved_cps"], sippy["achieved_cps"]),
+            "cpu_ms_per_call": _ratio(round(cpu * 1000 / calls, 2), sippy["cpu_ms_per_call"]),
+            **{
+                f"{key}_p99": _ratio(load[key].get("p99", 0.0), sippy[key].get("p99", 0.0))
+                for key in ("invite_to_100_ms", "post_dial_delay_ms", "invite_to_200_ms")
+            },
+        }
+    if baseline is not None:
+        figures["baseline_direct_sipp"] = baseline
     if failed:
-        figures["errors"] = "\n".join(o.errors for o in outcomes if o.errors)[-2000:]
+        figures["errors"] = load.get("errors", "")
     progress(
-        f"{len(answered)}/{calls} answered by agents at {achieved:.1f} calls/s "
-        f"(direct SIPp baseline {direct.achieved_cps:.1f}/s); server CPU {cpu / wall:.0%} of a core"
+        f"{len(answered)}/{calls} answered by agents at {load['achieved_cps']:.1f} calls/s, "
+        f"server CPU {cpu / wall:.0%} of a core; sippy: "
+        + (
+            sippy["error"]
+            if "error" in sippy
+            else f"{sippy['successful']}/{calls} at {sippy['achieved_cps']:.1f} calls/s, "
+            f"CPU {sippy['cpu_share_of_one_core']:.0%} of a core"
+        )
     )
+    return figures
+
+
+async def _callers(
+    target: str, cwd: Path, *, calls: int, cps: float, hold: float
+) -> tuple[SippOutcome, ...]:
+    """The load every mode gets: two SIPp callers at half the rate each, keying 1 and 2."""
+    half = calls // 2
+    return tuple(
+        await asyncio.gather(
+            run_callers(target, cwd, calls=calls - half, cps=cps / 2, hold=hold, digit="1"),
+            run_callers(target, cwd, calls=half, cps=cps / 2, hold=hold, digit="2"),
+        )
+    )
+
+
+def _load_figures(outcomes: Sequence[SippOutcome]) -> dict[str, Any]:
+    """What the callers saw: rate, failures and response times (ms), merged over the callers."""
+
+    def merged(rtd: str) -> dict[str, float]:
+        return _percentiles([t for o in outcomes for t in o.rtd_ms.get(rtd, [])])
+
+    starts = sorted(t for o in outcomes for t in o.call_starts_ms)
+    achieved = (len(starts) - 1) / ((starts[-1] - starts[0]) / 1000) if len(starts) > 1 else 0.0
+    figures: dict[str, Any] = {
+        "achieved_cps": round(achieved, 2),
+        "successful": sum(o.successful for o in outcomes),
+        # A call SIPp created but neither finished nor counted failed (cut off) failed too.
+        "failed": sum(max(o.created - o.successful, o.failed) for o in outcomes),
+        "sipp_returncodes": [o.returncode for o in outcomes],
+        "invite_to_100_ms": merged("setup"),
+        "post_dial_delay_ms": merged("pdd"),
+        "invite_to_200_ms": merged("answer"),
+    }
+    entries = [e for o in outcomes for e in _ERROR_ENTRY.split(o.errors) if e.strip()]
+    # RTP that lands on a SIPp caller's SIP port (SIPp's [auto_media_port] is not a port it
+    # listens on) is logged as "non SIP message discarded": noise, counted but not quoted.
+    noise = [e for e in entries if "non SIP message discarded" in e]
+    if noise:
+        figures["sipp_discarded_non_sip"] = len(noise)
+    errors = "\n".join(e.strip() for e in entries if e not in noise)
+    if errors:
+        figures["errors"] = errors[-2000:]
+    return figures
+
+
+# Each entry of SIPp's error file starts with a date and a tab.
+_ERROR_ENTRY = re.compile(r"\d{4}-\d\d-\d\d\t")
+
+
+def _ratio(caruso: float, sippy: float) -> float | None:
+    return round(caruso / sippy, 3) if sippy else None
+
+
+# -- the sippy B2BUA baseline -------------------------------------------------------------------
+
+
+def sippy_binary() -> str:
+    """sippy's `b2bua` entry point, next to this Python or on PATH (the `dev` extra)."""
+    beside = Path(sys.executable).parent / "b2bua"
+    found = str(beside) if beside.exists() else shutil.which("b2bua")
+    if found is None:
+        raise BenchError("sippy is not installed (pip install -e '.[dev]')")
+    return found
+
+
+@contextlib.asynccontextmanager
+async def sippy_b2bua(cwd: Path, port: int, next_hop: str) -> AsyncIterator[int]:
+    """sippy's B2BUA on 127.0.0.1:`port`, every call forwarded to `next_hop`; yields its PID.
+
+    Plain forwarding: no RADIUS, no digest auth, no RTPproxy (SDP passes unchanged, so media
+    flows phone to phone). Its log is kept at WARN: at INFO it writes every message out.
+    """
+    log = cwd / f"sippy-{port}.log"
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            sippy_binary(), "--foreground=on", "--auth_enable=off", "--acct_enable=off",
+            "--sip_address=127.0.0.1", f"--sip_port={port}", f"--static_route={next_hop}",
+            f"--b2bua_socket={cwd / f'sippy-{port}.sock'}", f"--logfile={log}",
+            cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output,
+            env={**os.environ, "SIPLOG_LVL": "WARN"},
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not _udp_port_taken(port):
+            if process.returncode is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-1000:]
+                raise BenchError(f"sippy's b2bua did not listen on {port}: {tail}")
+            await asyncio.sleep(0.1)
+        yield process.pid
+    finally:
+        await stop_process(process)
+
+
+def _udp_port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid`, all its threads (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # After the command come state (field 3); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _bench_sippy(
+    cwd: Path, *, calls: int, cps: float, hold: float, bound: float
+) -> dict[str, Any]:
+    """The same callers through sippy's B2BUA to a fresh SIPp phone; an error if it cannot."""
+    phone_port, sippy_port = free_udp_port(), free_udp_port()
+    try:
+        async with sipp_phones(cwd, phone_port, timeout=bound):
+            async with sippy_b2bua(cwd, sippy_port, f"127.0.0.1:{phone_port}") as pid:
+                cpu_before, wall_before = process_cpu_seconds(pid), time.perf_counter()
+                outcomes = await _callers(
+                    f"127.0.0.1:{sippy_port}", cwd, calls=calls, cps=cps, hold=hold
+                )
+                wall = time.perf_counter() - wall_before
+                cpu = process_cpu_seconds(pid) - cpu_before
+    except (BenchError, OSError) as error:
+        return {"error": str(error)}
+    figures = _load_figures(outcomes)
+    figures["cpu_share_of_one_core"] = round(cpu / wall, 3) if wall else 0.0
+    figures["cpu_ms_per_call"] = round(cpu * 1000 / calls, 2)
     return figures
 
 
@@ -453,132 +627,3 @@ async def _records(storage: Any, record_type: type[T], expected: int) -> list[T]
         if len(records) >= expected or time.monotonic() > deadline:
             return records
         await asyncio.sleep(0.2)
-
-
-# -- the RTP part -------------------------------------------------------------------------------
-
-
-async def bench_rtp(*, calls: int, seconds: float) -> dict[str, Any]:
-    """The relay and a plain forwarder, each carrying `calls` calls both ways for `seconds`."""
-    progress(f"RTP: {calls} calls, both directions, 50 packets/s each, {seconds:g} s per mode")
-    forward = await _rtp_mode("forward", calls, seconds)
-    relay = await _rtp_mode("relay", calls, seconds)
-    added_jitter = relay["peer"]["jitter_ms_p99"] - forward["peer"]["jitter_ms_p99"]
-    added_transit = relay["peer"]["transit_ms_p99"] - forward["peer"]["transit_ms_p99"]
-    figures = {
-        "calls": calls,
-        "relayed_packets_per_s": round(relay["peer"]["received"] / relay["peer"]["seconds"], 1),
-        "loss": relay["peer"]["lost"],
-        "cpu_share_of_one_core": relay["cpu_share"],
-        "jitter_ms_p99": relay["peer"]["jitter_ms_p99"],
-        "added_jitter_p99_ms": round(added_jitter, 3),
-        "transit_ms": {k: relay["peer"][f"transit_ms_{k}"] for k in ("p50", "p99", "max")},
-        "added_transit_p99_ms": round(added_transit, 3),
-        "baseline_plain_forwarder": {
-            "packets_per_s": round(forward["peer"]["received"] / forward["peer"]["seconds"], 1),
-            "loss": forward["peer"]["lost"],
-            "cpu_share_of_one_core": forward["cpu_share"],
-            "jitter_ms_p99": forward["peer"]["jitter_ms_p99"],
-            "transit_ms": {k: forward["peer"][f"transit_ms_{k}"] for k in ("p50", "p99", "max")},
-        },
-    }
-    progress(
-        f"relay {figures['relayed_packets_per_s']:,} packets/s, loss {figures['loss']}, "
-        f"CPU {relay['cpu_share']:.0%} of a core (forwarder {forward['cpu_share']:.0%}), "
-        f"added jitter p99 {added_jitter:.2f} ms"
-    )
-    return figures
-
-
-class _Forwarder(asyncio.DatagramProtocol):
-    """Baseline: the least a B2BUA media path can do (no parsing, no rewriting)."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-        self.peer: _Forwarder | None = None
-        self.remote: tuple[str, int] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the transport."""
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        """Send it out of the other leg's socket."""
-        peer = self.peer
-        if peer is not None and peer.transport is not None and peer.remote is not None:
-            peer.transport.sendto(data, peer.remote)
-
-
-async def _rtp_mode(mode: str, calls: int, seconds: float) -> dict[str, Any]:
-    peer = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "commserver.bench._rtp_peer",
-        "--calls", str(calls), "--seconds", str(seconds),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert peer.stdin is not None
-    assert peer.stdout is not None
-    try:
-        async with asyncio.timeout(30):
-            phone_ports = json.loads(await peer.stdout.readline())["ports"]
-        ready = threading.Event()
-        done = threading.Event()
-        box: dict[str, Any] = {}
-
-        async def server_side() -> None:
-            sockets = await _open_media(mode, phone_ports)
-            box["targets"] = [port for _, port in sockets["addresses"]]
-            ready.set()
-            cpu, wall = time.thread_time(), time.perf_counter()
-            await asyncio.to_thread(done.wait, seconds + 60)
-            box["cpu_share"] = round((time.thread_time() - cpu) / (time.perf_counter() - wall), 3)
-            for close in sockets["close"]:
-                close()
-
-        server = asyncio.ensure_future(on_uvloop_thread(server_side))
-        await asyncio.to_thread(ready.wait, 30)
-        if "targets" not in box:
-            raise BenchError(f"the {mode} side did not open its sockets")
-        peer.stdin.write((json.dumps({"targets": box["targets"]}) + "\n").encode())
-        await peer.stdin.drain()
-        async with asyncio.timeout(seconds + 60):
-            result = json.loads(await peer.stdout.readline())
-        done.set()
-        await server
-        await peer.wait()
-    finally:
-        if peer.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(peer.pid, signal.SIGKILL)
-            await peer.wait()
-    return {"peer": result, "cpu_share": box["cpu_share"]}
-
-
-async def _open_media(mode: str, phone_ports: Sequence[int]) -> dict[str, Any]:
-    """Two server sockets per call, each facing one phone, joined by relay or forwarder."""
-    from commserver.sip import Codec, RtpRelay, RtpSession
-    from commserver.sip.sdp import Direction, MediaOffer
-
-    loop = asyncio.get_running_loop()
-    addresses: list[tuple[str, int]] = []
-    closers: list[Callable[[], None]] = []
-    for index in range(0, len(phone_ports), 2):
-        if mode == "relay":
-            legs = [await RtpSession.open("127.0.0.1") for _ in range(2)]
-            for leg, port in zip(legs, phone_ports[index : index + 2], strict=True):
-                leg.configure(MediaOffer("127.0.0.1", port, Codec.PCMU, 101, Direction.SENDRECV))
-                addresses.append(leg.local_address)
-                closers.append(leg.close)
-            RtpRelay(legs[0], legs[1]).start()
-        else:
-            pair: list[_Forwarder] = []
-            for port in phone_ports[index : index + 2]:
-                transport, forwarder = await loop.create_datagram_endpoint(
-                    _Forwarder, local_addr=("127.0.0.1", 0)
-                )
-                forwarder.remote = ("127.0.0.1", port)
-                sockname = transport.get_extra_info("sockname")
-                addresses.append((sockname[0], sockname[1]))
-                closers.append(transport.close)
-                pair.append(forwarder)
-            pair[0].peer, pair[1].peer = pair[1], pair[0]
-    return {"addresses": addresses, "close": closers}

@@ -705,11 +705,10 @@ class SipCall:
             self._endpoint._unwatch_reinvite(self._reinvite_server)
             self._reinvite_server = None
         if self.relay is not None:
-            self.relay.stop()
-            for leg in self._endpoint._calls_by_relay(self.relay):
-                leg.relay = None
+            self._endpoint._release_bridge(self.relay)
             self.relay = None
         recording = self.media.recording
+        self._endpoint.playout.stop(self.media)
         self.media.close()
         if recording is not None:
             recording.updated.set()
@@ -772,7 +771,8 @@ class SipCall:
     async def play(self, pcm: bytes) -> bool:
         """Play 8 kHz 16-bit PCM; True when it played to the end."""
         self._require(CallState.ANSWERED, CallState.CONNECTED)
-        return await self.media.play(pcm)
+        self.media.stop_playback()  # a prompt started on the session directly ends too
+        return await self._endpoint.playout.play(self.media, pcm)
 
     async def play_wav(self, path: Path) -> bool:
         """Play a WAV prompt (8 kHz 16-bit mono); True when it played to the end."""
@@ -781,6 +781,7 @@ class SipCall:
 
     def stop_playback(self) -> None:
         """Interrupt the prompt playing now."""
+        self._endpoint.playout.stop(self.media)
         self.media.stop_playback()
 
     async def record(

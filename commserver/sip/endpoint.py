@@ -34,6 +34,7 @@ from .events import (
     RegistrationChanged,
     TransferRequested,
 )
+from .media_playout import Playout
 from .message import (
     DEFAULT_LIMITS,
     Headers,
@@ -194,6 +195,9 @@ class SipEndpoint:
         self._calls: dict[str, SipCall] = {}
         self._dialogs: dict[tuple[str, str, str], SipCall] = {}
         self._by_invite: dict[int, SipCall] = {}
+        # The two legs of each bridge, so ending a leg finds its partner without a scan.
+        self._bridges: dict[RtpRelay, tuple[SipCall, SipCall]] = {}
+        self.playout = Playout()  # every call's prompts and music, on one 20 ms clock
         self._transport: SipTransport | None = None
         self._stream: SipStreamListener | None = None
         self._transports: Transports | None = None
@@ -318,6 +322,7 @@ class SipEndpoint:
         await self.recordings.drain(timeout)
         await self.recordings.cancel_all()
         await self.tasks.cancel_all()
+        self.playout.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -482,7 +487,14 @@ class SipEndpoint:
         return None
 
     def _calls_by_relay(self, relay: RtpRelay) -> list[SipCall]:
-        return [c for c in self._calls.values() if c.relay is relay]
+        return [c for c in self._bridges.get(relay, ()) if c.relay is relay]
+
+    def _release_bridge(self, relay: RtpRelay) -> None:
+        """Stop `relay` and detach both its legs from it."""
+        relay.stop()
+        for leg in self._bridges.pop(relay, ()):
+            if leg.relay is relay:
+                leg.relay = None
 
     # -- transaction user -------------------------------------------------------------------------
 
@@ -907,6 +919,7 @@ class SipEndpoint:
         relay = RtpRelay(first.media, second.media)
         relay.start()
         first.relay = second.relay = relay
+        self._bridges[relay] = (first, second)
         first.set_direction(second.peer_direction)
         second.set_direction(first.peer_direction)
         return relay
@@ -916,9 +929,9 @@ class SipEndpoint:
         relay = call.relay
         if relay is None:
             return
-        relay.stop()
-        for leg in self._calls_by_relay(relay):
-            leg.relay = None
+        legs = self._calls_by_relay(relay)
+        self._release_bridge(relay)
+        for leg in legs:
             if resume and leg.state is not CallState.ENDED:
                 leg.set_direction(Direction.SENDRECV)
 

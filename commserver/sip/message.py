@@ -8,6 +8,7 @@ edits a message as text: responses and new requests are built from typed values.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import secrets
 from collections.abc import Iterable, Iterator
@@ -106,8 +107,17 @@ _LIST_HEADERS = frozenset({"via", "contact", "route", "record-route"})
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _STATUS_LINE_RE = re.compile(r"^SIP/2\.0 ([1-6][0-9]{2}) ?(.*)$")
+_VIA_RE = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+(.*)$")
+_QUOTED_PAIR_RE = re.compile(r"\\(.)")
+
+# Parsed header values are immutable, and one message's values are read many times (parser
+# checks, transaction matching, dialog, endpoint): each parser keeps its recent results.
+# Bounded, so junk cannot grow it; failures are never cached, so junk costs what it did.
+_PARSE_CACHE_SIZE = 4096
 
 
+# Every header of every message passes here, and a server meets a few dozen names.
+@functools.lru_cache(maxsize=1024)
 def canonical_header_name(name: str) -> str:
     """The canonical spelling of a header name, expanding compact forms ('i' -> 'Call-ID')."""
     lowered = name.strip().lower()
@@ -152,6 +162,8 @@ DEFAULT_LIMITS = ParseLimits()
 
 def split_outside_quotes(text: str, separator: str) -> list[str]:
     """Split on `separator` where it is not inside a quoted string or angle brackets."""
+    if '"' not in text and "<" not in text:
+        return text.split(separator)  # the usual case (Via, tag and branch parameters)
     parts: list[str] = []
     current: list[str] = []
     in_quotes = False
@@ -270,6 +282,10 @@ class SipUri:
     @classmethod
     def parse(cls, text: str) -> SipUri:
         """Parse a URI; raises `MalformedMessage`."""
+        return _PARSED_SIPURI(text)
+
+    @classmethod
+    def _parse_text(cls, text: str) -> SipUri:
         text = text.strip()
         scheme, sep, rest = text.partition(":")
         scheme = scheme.lower()
@@ -339,6 +355,9 @@ class SipUri:
         return host, self.port or (5061 if self.scheme == "sips" else 5060)
 
 
+_PARSED_SIPURI = functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)(SipUri._parse_text)
+
+
 @dataclass(frozen=True, slots=True)
 class NameAddress:
     """A From/To/Contact/Route value: optional display name, URI, header parameters."""
@@ -350,6 +369,10 @@ class NameAddress:
     @classmethod
     def parse(cls, text: str) -> NameAddress:
         """Parse name-addr or addr-spec form; raises `MalformedMessage`."""
+        return _PARSED_NAMEADDRESS(text)
+
+    @classmethod
+    def _parse_text(cls, text: str) -> NameAddress:
         text = text.strip()
         display = ""
         if text.startswith('"'):
@@ -363,7 +386,9 @@ class NameAddress:
                 end += 1
             else:
                 raise MalformedMessage("unterminated display name", value=text[:80])
-            display = re.sub(r"\\(.)", r"\1", text[1:end])
+            display = text[1:end]
+            if "\\" in display:
+                display = _QUOTED_PAIR_RE.sub(r"\1", display)
             text = text[end + 1 :].strip()
             if not text.startswith("<"):
                 raise MalformedMessage("display name without <uri>", value=text[:80])
@@ -400,6 +425,9 @@ class NameAddress:
         return replace(self, params=set_param(self.params, "tag", tag))
 
 
+_PARSED_NAMEADDRESS = functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)(NameAddress._parse_text)
+
+
 @dataclass(frozen=True, slots=True)
 class Via:
     """One Via hop (RFC 3261 §20.42)."""
@@ -412,7 +440,11 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse 'SIP/2.0/UDP host:port;branch=...'; raises `MalformedMessage`."""
-        match = re.match(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+(.*)$", text)
+        return _PARSED_VIA(text)
+
+    @classmethod
+    def _parse_text(cls, text: str) -> Via:
+        match = _VIA_RE.match(text)
         if match is None:
             raise MalformedMessage("bad Via", value=text[:80])
         sent_by, _, param_text = match.group(2).partition(";")
@@ -444,6 +476,9 @@ class Via:
         return host.strip("[]"), self.port or 5060
 
 
+_PARSED_VIA = functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)(Via._parse_text)
+
+
 @dataclass(frozen=True, slots=True)
 class CSeq:
     """The CSeq header: sequence number and method."""
@@ -454,6 +489,10 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         """Parse '314159 INVITE'; raises `MalformedMessage`."""
+        return _PARSED_CSEQ(text)
+
+    @classmethod
+    def _parse_text(cls, text: str) -> CSeq:
         parts = text.split()
         if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN_RE.match(parts[1]):
             raise MalformedMessage("bad CSeq", value=text[:40])
@@ -464,6 +503,9 @@ class CSeq:
 
     def __str__(self) -> str:
         return f"{self.number} {self.method}"
+
+
+_PARSED_CSEQ = functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)(CSeq._parse_text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol, cast
@@ -44,6 +45,11 @@ Address = tuple[str, int]
 _LOG_FIRST = 5
 _LOG_EVERY = 100
 _MAX_TRACKED_SOURCES = 10_000
+# The SIP socket's kernel buffers. The default (about 200 KB, some 90 small datagrams as the
+# kernel counts them) overflows when hundreds of calls a second meet a loop busy for a few
+# hundred ms: the INVITEs dropped there come back as retransmissions seconds later. The kernel
+# caps the request at net.core.rmem_max / wmem_max.
+SIP_SOCKET_BUFFER = 4 * 1024 * 1024
 
 
 class Sender(Protocol):
@@ -150,6 +156,13 @@ class SipTransport(_MessageSink, asyncio.DatagramProtocol):
         """Keep the datagram transport."""
         # The selector loop's datagram transport does not subclass DatagramTransport.
         self._transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, SIP_SOCKET_BUFFER)
+                except OSError as exc:  # a sandbox may refuse; the default still works
+                    log.debug("sip socket buffer not enlarged: %s", exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Mark the transport closed."""

@@ -53,6 +53,8 @@ async def answered_call(
     codecs: str = "0 101",
     call_id: str = "call-1@test",
     dtmf_pt: int = 101,
+    branch: str = "z9hG4bK-test-1",
+    from_tag: str = "caller-tag",
 ) -> tuple[SipCall, tuple[str, int], str]:
     """A call from `peer` whose media goes to `rtp`, answered and ACKed."""
     peer.send(
@@ -63,6 +65,8 @@ async def answered_call(
             codecs=codecs,
             call_id=call_id,
             dtmf_pt=dtmf_pt,
+            branch=branch,
+            from_tag=from_tag,
         ),
         endpoint.address,
     )
@@ -71,7 +75,15 @@ async def answered_call(
     to_tag = ok.to_addr.tag
     assert to_tag is not None
     peer.send(
-        in_dialog("ACK", endpoint.address, peer.port, to_tag=to_tag, cseq=1, call_id=call_id),
+        in_dialog(
+            "ACK",
+            endpoint.address,
+            peer.port,
+            from_tag=from_tag,
+            to_tag=to_tag,
+            cseq=1,
+            call_id=call_id,
+        ),
         endpoint.address,
     )
     audio = SessionDescription.parse(ok.body).audio()

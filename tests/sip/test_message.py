@@ -21,6 +21,7 @@ from commserver.sip.message import (
     canonical_header_name,
     make_response,
     parse_message,
+    split_outside_quotes,
 )
 
 INVITE = (
@@ -190,3 +191,41 @@ def test_uri_equivalence_follows_rfc3261_19_1_4(first: str, second: str, same: b
     a, b = SipUri.parse(first), SipUri.parse(second)
     assert a.equivalent(b) is same
     assert b.equivalent(a) is same
+
+
+def test_a_header_value_read_again_is_not_parsed_again_and_equals_a_fresh_parse() -> None:
+    message = parse_message(INVITE.encode())
+    assert message.from_addr is message.from_addr
+    assert message.top_via is message.top_via
+    assert message.cseq is message.cseq
+    text = message.headers.get("From")
+    assert text is not None
+    assert message.from_addr == NameAddress._parse_text(text)
+
+
+@pytest.mark.parametrize(
+    ("parse", "junk"),
+    [
+        (NameAddress.parse, '"unterminated <sip:a@b>'),
+        (Via.parse, "SIP/2.0 no-transport"),
+        (CSeq.parse, "one INVITE"),
+        (SipUri.parse, "mailto:someone@example.com"),
+    ],
+)
+def test_a_bad_header_value_is_refused_every_time_it_comes(parse: object, junk: str) -> None:
+    assert callable(parse)
+    for _ in range(2):
+        with pytest.raises(MalformedMessage):
+            parse(junk)
+
+
+@given(st.text(alphabet="ab;,=\\ >", max_size=40))
+@settings(max_examples=300)
+def test_splitting_without_quotes_or_brackets_agrees_with_the_quote_aware_scanner(
+    text: str,
+) -> None:
+    fast = split_outside_quotes(text, ";")
+    # A trailing "<>" sends the same text through the character scanner.
+    scanned = split_outside_quotes(text + "<>", ";")
+    assert scanned[:-1] == fast[:-1]
+    assert scanned[-1] == fast[-1] + "<>"
