@@ -1146,7 +1146,7 @@ class CallController:
         except AcdError as exc:
             raise InvalidTransition(str(exc), agent_id=agent_id) from exc
         contact = Contact(
-            id=f"c{self._run}-{next(self._contact_ids)}-outbound",
+            id=self._new_contact_id("outbound"),
             channel=Channel.VOICE,
             arrived_at=self.now(),
             caller=number,
@@ -1360,7 +1360,7 @@ class CallController:
             # It would overflow at once; the owner asks again later.
             raise InvalidTransition(f"queue {queue} is closed", queue=queue)
         contact = Contact(
-            id=f"c{self._run}-{next(self._contact_ids)}-callback",
+            id=self._new_contact_id("callback"),
             channel=Channel.VOICE,
             arrived_at=self.now(),
             caller=number,

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import statistics
 import sys
 import threading
@@ -30,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from commserver.bench.sip import BenchError, on_uvloop_thread
+from commserver.bench.sip import BenchError, on_uvloop_thread, stop_process
 
 if TYPE_CHECKING:
     from commserver.sip.rtp import RtpSession
@@ -228,10 +226,7 @@ async def _measure(mode: str, calls: int, seconds: float) -> dict[str, Any]:
             await server
         await peer.wait()
     finally:
-        if peer.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(peer.pid, signal.SIGKILL)
-            await peer.wait()
+        await stop_process(peer)
     return {
         "packets_per_s": round(result["received"] / result["seconds"], 1),
         "loss": result["lost"],

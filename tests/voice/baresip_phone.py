@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from commserver.bench.sip import stop_process
 from ivr.prompts import tone, write_wav
 from tests.sip.sip_harness import free_udp_port
 
@@ -151,13 +151,4 @@ async def baresip_phone(
         yield phone
     finally:
         await phone.close()
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGTERM)
-            try:
-                async with asyncio.timeout(5):
-                    await process.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGKILL)
-                await process.wait()
+        await stop_process(process)

@@ -319,7 +319,7 @@ async def test_a_baresip_agent_registered_over_tcp_takes_the_call_on_its_connect
             assert binding.source in tcp.connections
             caller = asyncio.ensure_future(call_ivr(target(server), sipp_cwd, talk_ms=3000))
             connected = asyncio.ensure_future(_connected(states))
-            await asyncio.wait({caller, connected}, timeout=40, return_when="FIRST_COMPLETED")
+            await asyncio.wait({caller, connected}, timeout=40, return_when=asyncio.FIRST_COMPLETED)
             if not connected.done():  # the caller gave up first, or the machine is very slow
                 connected.cancel()
                 pytest.fail(f"the call never connected; caller: {await caller}")
