@@ -36,6 +36,23 @@ def free_tcp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_sip_listen_port() -> int:
+    """A port P with UDP and TCP P and P+1 free: baresip listens on P (UDP, TCP) and TLS P+1,
+    and does not start at all when one of them is taken."""
+    for _ in range(50):
+        port = free_udp_port()
+        try:
+            with contextlib.ExitStack() as held:
+                for offset in (0, 1):
+                    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                        sock = held.enter_context(socket.socket(socket.AF_INET, kind))
+                        sock.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for baresip on 127.0.0.1")
+
+
 def require_baresip() -> str:
     """The baresip binary; skip locally when it is missing, fail in CI (which installs it)."""
     if BARESIP is None:
@@ -124,7 +141,7 @@ async def baresip_phone(
         modules += f"module menu.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{control_port}\n"
     (home / "config").write_text(
         "module_path /usr/lib/baresip/modules\n"
-        f"sip_listen 127.0.0.1:{free_udp_port()}\n"
+        f"sip_listen 127.0.0.1:{free_sip_listen_port()}\n"
         f"audio_source aufile,{source}\n"
         f"{modules}"
         f"rtp_ports {rtp_low}-{rtp_low + 20}\n"
